@@ -1,0 +1,451 @@
+//! OpsRamp incidents (the ticket system the customer is mailed from), per the published v2
+//! API: OAuth2 client credentials, POST for create and update, responses as comments, search
+//! by `extTicketId` so a retried create finds the ticket it may already have made.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use async_trait::async_trait;
+use azure_core::credentials::Secret;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::http::{self, HttpSettings, RetryPolicy};
+use crate::ports::{NewTicket, TicketUpdate, Tickets};
+
+#[derive(Debug, Clone)]
+pub struct OpsRampConfig {
+    /// e.g. `https://acme.api.opsramp.com`
+    pub base: String,
+    /// The MSSP's OpsRamp client, e.g. `client_1234`.
+    pub tenant_id: String,
+    /// `/tenancy/auth/oauth/token` on current installations, `/auth/oauth/token` on older.
+    pub token_path: String,
+    pub http: HttpSettings,
+    pub retry: RetryPolicy,
+}
+
+impl OpsRampConfig {
+    pub fn new(base: &str, tenant_id: &str) -> OpsRampConfig {
+        OpsRampConfig {
+            base: base.trim_end_matches('/').to_string(),
+            tenant_id: tenant_id.to_string(),
+            token_path: "/tenancy/auth/oauth/token".into(),
+            http: HttpSettings::default(),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct OpsRampCredential {
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+impl std::fmt::Debug for OpsRampCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpsRampCredential")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+pub struct OpsRampClient {
+    client: reqwest::Client,
+    cfg: OpsRampConfig,
+    cred: OpsRampCredential,
+    base: url::Url,
+    token: tokio::sync::Mutex<Option<(Secret, Instant)>>,
+}
+
+/// Counts of calls, for tests and benchmarks (calls per alert).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OpsRampCalls {
+    pub tokens: u64,
+    pub requests: u64,
+}
+
+impl OpsRampClient {
+    pub fn new(cfg: OpsRampConfig, cred: OpsRampCredential) -> anyhow::Result<OpsRampClient> {
+        let base = http::require_https("opsramp base", &cfg.base)?;
+        if !cfg
+            .tenant_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            || cfg.tenant_id.is_empty()
+        {
+            bail!(
+                "opsramp tenant id {:?} is not valid (e.g. client_1234)",
+                cfg.tenant_id
+            );
+        }
+        Ok(OpsRampClient {
+            client: http::build_client(&cfg.http)?,
+            cfg,
+            cred,
+            base,
+            token: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> anyhow::Result<url::Url> {
+        let mut u = self.base.clone();
+        {
+            let mut p = u
+                .path_segments_mut()
+                .map_err(|_| anyhow!("opsramp base cannot be a base URL"))?;
+            p.pop_if_empty();
+            p.extend(["api", "v2", "tenants", self.cfg.tenant_id.as_str()]);
+            p.extend(segments);
+        }
+        Ok(u)
+    }
+
+    async fn token(&self, force: bool) -> anyhow::Result<Secret> {
+        let mut guard = self.token.lock().await;
+        if !force {
+            if let Some((t, exp)) = guard.as_ref() {
+                if Instant::now() + Duration::from_secs(60) < *exp {
+                    return Ok(t.clone());
+                }
+            }
+        }
+        let mut url = self.base.clone();
+        url.set_path(&format!(
+            "{}/{}",
+            self.base.path().trim_end_matches('/'),
+            self.cfg.token_path.trim_start_matches('/')
+        ));
+        let policy = &self.cfg.retry;
+        let mut attempt = 0;
+        let res = loop {
+            attempt += 1;
+            let r = self
+                .client
+                .post(url.clone())
+                .header("Accept", "application/json")
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", self.cred.client_id.as_str()),
+                    ("client_secret", self.cred.client_secret.secret()),
+                ])
+                .send()
+                .await;
+            match r {
+                Ok(r) if http::is_retryable_status(r.status()) && attempt < policy.max_attempts => {
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                }
+                Ok(r) => break r,
+                Err(e) if http::is_retryable_error(&e) && attempt < policy.max_attempts => {
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                }
+                Err(e) => bail!("OpsRamp token request failed: {}", without_url(&e)),
+            }
+        };
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!(
+                "OpsRamp token request refused: HTTP {} {}",
+                status.as_u16(),
+                body.get("error_description")
+                    .or_else(|| body.get("error"))
+                    .and_then(Value::as_str)
+                    .map(http::body_excerpt)
+                    .unwrap_or_default()
+            );
+        }
+        let token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| anyhow!("OpsRamp token response has no access_token"))?;
+        // A number in real responses, a string in the published spec: accept both.
+        let expires_in = match body.get("expires_in") {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .unwrap_or(3600);
+        let secret = Secret::new(token.to_string());
+        *guard = Some((
+            secret.clone(),
+            Instant::now() + Duration::from_secs(expires_in),
+        ));
+        Ok(secret)
+    }
+
+    /// Sends one call: 407 (token expired) or an invalid-token 401 re-authenticates once;
+    /// 429 waits until `X-RateLimit-Reset`; 5xx and time-outs back off; all bounded.
+    async fn call(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let policy = &self.cfg.retry;
+        let mut attempt = 0u32;
+        let mut reauthed = false;
+        let what = format!("OpsRamp {} {}", method, url.path());
+        loop {
+            attempt += 1;
+            let token = self.token(false).await?;
+            let mut req = self
+                .client
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.secret())
+                .header("Accept", "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let wait = match req.send().await {
+                Ok(r) => {
+                    let status = r.status();
+                    if status.is_success() {
+                        let text = r.text().await.context("reading OpsRamp response")?;
+                        if text.trim().is_empty() {
+                            return Ok(Value::Null);
+                        }
+                        return serde_json::from_str(&text)
+                            .map_err(|e| anyhow!("{what}: response is not JSON: {e}"));
+                    }
+                    let reset = r
+                        .headers()
+                        .get("X-RateLimit-Reset")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<f64>().ok());
+                    let retry_after = r
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(http::parse_retry_after);
+                    let text = r.text().await.unwrap_or_default();
+                    let invalid_token =
+                        status == StatusCode::UNAUTHORIZED && text.contains("invalid_token");
+                    if (status.as_u16() == 407 || invalid_token) && !reauthed {
+                        reauthed = true;
+                        self.token(true).await?;
+                        continue;
+                    }
+                    if !http::is_retryable_status(status) || attempt >= policy.max_attempts {
+                        bail!(
+                            "{what}: HTTP {} after {attempt} attempt(s): {}",
+                            status.as_u16(),
+                            http::body_excerpt(&text)
+                        );
+                    }
+                    let server_wait = if status == StatusCode::TOO_MANY_REQUESTS {
+                        reset
+                            .map(|epoch| {
+                                let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+                                Duration::from_secs_f64((epoch - now).clamp(0.0, 86_400.0))
+                            })
+                            .or(retry_after)
+                    } else {
+                        retry_after
+                    };
+                    match server_wait {
+                        Some(w) if w > policy.max_server_wait => {
+                            bail!(
+                                "{what}: throttled for {:.0} s; the step will be retried",
+                                w.as_secs_f64()
+                            )
+                        }
+                        Some(w) => w.max(Duration::from_millis(50)),
+                        None => policy.backoff(attempt),
+                    }
+                }
+                Err(e) => {
+                    if !http::is_retryable_error(&e) || attempt >= policy.max_attempts {
+                        bail!("{what}: {} after {attempt} attempt(s)", without_url(&e));
+                    }
+                    policy.backoff(attempt)
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Pages through a search envelope, calling `f` on each result until it returns true.
+    async fn search_until(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        mut f: impl FnMut(&Value) -> bool,
+    ) -> anyhow::Result<bool> {
+        let mut page = 1u32;
+        loop {
+            let mut url = self.url(segments)?;
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("pageNo", &page.to_string());
+                q.append_pair("pageSize", "100");
+                for (k, v) in query {
+                    q.append_pair(k, v);
+                }
+            }
+            let body = self.call(Method::GET, url, None).await?;
+            let results = body
+                .get("results")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if results.iter().any(&mut f) {
+                return Ok(true);
+            }
+            let next = body
+                .get("nextPage")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let total_pages = body.get("totalPages").and_then(Value::as_u64).unwrap_or(0);
+            if !next || results.is_empty() || u64::from(page) >= total_pages.max(1) || page >= 1000
+            {
+                return Ok(false);
+            }
+            page += 1;
+        }
+    }
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), u.path());
+    }
+    s
+}
+
+fn ticket_id(v: &Value) -> anyhow::Result<String> {
+    v.get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("OpsRamp answered without a usable incident id"))
+}
+
+#[async_trait]
+impl Tickets for OpsRampClient {
+    async fn find_by_ext_id(&self, ext: &str) -> anyhow::Result<Option<String>> {
+        let mut found = None;
+        self.search_until(
+            &["incidents", "search"],
+            &[("queryString", &format!("extTicketId:{ext}"))],
+            |r| {
+                // The search is OpsRamp's; exactness is checked here.
+                if r.get("extTicketId").and_then(Value::as_str) == Some(ext) {
+                    found = ticket_id(r).ok();
+                    found.is_some()
+                } else {
+                    false
+                }
+            },
+        )
+        .await?;
+        Ok(found)
+    }
+
+    async fn create(&self, t: &NewTicket) -> anyhow::Result<String> {
+        let mut body = json!({
+            "subject": t.subject,
+            "description": t.description,
+            "priority": t.priority,
+            "extTicketId": t.ext_ticket_id,
+        });
+        if let Some(to) = &t.to_email {
+            body["toEmail"] = json!(to);
+        }
+        if let Some(cc) = &t.cc {
+            body["cc"] = json!(cc);
+        }
+        let v = self
+            .call(Method::POST, self.url(&["incidents"])?, Some(&body))
+            .await?;
+        ticket_id(&v)
+    }
+
+    async fn update(&self, id: &str, u: &TicketUpdate) -> anyhow::Result<()> {
+        let mut body = json!({});
+        if let Some(s) = &u.subject {
+            body["subject"] = json!(s);
+        }
+        if let Some(p) = &u.priority {
+            body["priority"] = json!(p);
+        }
+        self.call(Method::POST, self.url(&["incidents", id])?, Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    async fn add_response(
+        &self,
+        id: &str,
+        text: &str,
+        ext_response_id: &str,
+    ) -> anyhow::Result<()> {
+        let body = json!({
+            "description": text,
+            "internal": false,
+            "extTicketResponseId": ext_response_id,
+        });
+        self.call(
+            Method::POST,
+            self.url(&["incidents", id, "responses"])?,
+            Some(&body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn has_response(&self, id: &str, ext_response_id: &str) -> anyhow::Result<bool> {
+        self.search_until(&["incidents", id, "responses", "search"], &[], |r| {
+            r.get("extTicketResponseId").and_then(Value::as_str) == Some(ext_response_id)
+        })
+        .await
+    }
+}
+
+/// Our id for an incident in OpsRamp: stable, tenant-scoped, and limited to characters that
+/// survive OpsRamp's `queryString` syntax (`key:value+key:value`).
+pub fn ext_ticket_id(tenant: &str, incident_key: &str) -> String {
+    let (kind, id) = match incident_key.split_once(':') {
+        Some(("incident", id)) => ("inc", id),
+        Some(("alert", id)) => ("alr", id),
+        _ => ("key", incident_key),
+    };
+    let mut s = format!("mss-{tenant}-{kind}-");
+    for b in id.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => s.push(b as char),
+            _ => s.push_str(&format!(".{b:02x}")),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ext_ids_are_query_safe() {
+        assert_eq!(
+            ext_ticket_id("kaede-shoji", "incident:1118"),
+            "mss-kaede-shoji-inc-1118"
+        );
+        let hostile = ext_ticket_id("t1", "alert:a+b c:status:Closed");
+        assert!(
+            !hostile.contains('+') && !hostile.contains(' ') && !hostile.contains(':'),
+            "{hostile}"
+        );
+        assert_ne!(
+            ext_ticket_id("t1", "alert:a.b"),
+            ext_ticket_id("t1", "alert:a_b")
+        );
+        assert_ne!(
+            ext_ticket_id("t1", "incident:1-2"),
+            ext_ticket_id("t1", "incident:1:2")
+        );
+    }
+}

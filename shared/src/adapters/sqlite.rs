@@ -1,0 +1,621 @@
+//! The embedded default: state and queues in one SQLite file, so one machine runs the whole
+//! service with nothing else installed, and a restart continues where it stopped. Queues
+//! are tables with SQS's semantics (visibility timeout, receive count, dead-letter table),
+//! so the steps see the same at-least-once delivery they get on AWS.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::domain::alert::{Alert, Product};
+use crate::domain::classify::{Decision, DecisionKind};
+use crate::domain::severity::Severity;
+use crate::domain::tenant::{Tenant, TenantFile};
+use crate::messages::{AlertRef, QueueName};
+use crate::ports::{AppliedVersion, IncidentRecord, Queue, Received, Store, StoredDecision};
+
+const SCHEMA: &str = r#"
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, config TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_versions (
+  tenant TEXT NOT NULL, alert_id TEXT NOT NULL, last_update TEXT NOT NULL,
+  product TEXT NOT NULL, body TEXT NOT NULL, stored_at TEXT NOT NULL,
+  PRIMARY KEY (tenant, alert_id, last_update));
+CREATE TABLE IF NOT EXISTS malformed (
+  tenant TEXT NOT NULL, product TEXT NOT NULL, raw TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (
+  tenant TEXT NOT NULL, product TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (tenant, product));
+CREATE TABLE IF NOT EXISTS decisions (
+  tenant TEXT NOT NULL, alert_id TEXT NOT NULL, kind TEXT NOT NULL, product TEXT,
+  reason TEXT NOT NULL, last_update TEXT NOT NULL, PRIMARY KEY (tenant, alert_id));
+CREATE TABLE IF NOT EXISTS incidents (
+  tenant TEXT NOT NULL, key TEXT NOT NULL, ticket_id TEXT, creator_alert TEXT NOT NULL,
+  creator_version TEXT NOT NULL, severity TEXT NOT NULL, intent_at TEXT NOT NULL,
+  PRIMARY KEY (tenant, key));
+CREATE TABLE IF NOT EXISTS applied (
+  tenant TEXT NOT NULL, key TEXT NOT NULL, alert_id TEXT NOT NULL, last_update TEXT NOT NULL,
+  done INTEGER NOT NULL, PRIMARY KEY (tenant, key, alert_id, last_update));
+CREATE TABLE IF NOT EXISTS queue (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL,
+  visible_at INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, handle TEXT,
+  last_error TEXT);
+CREATE INDEX IF NOT EXISTS queue_visible ON queue (queue, visible_at);
+CREATE TABLE IF NOT EXISTS dlq (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL,
+  receive_count INTEGER NOT NULL, error TEXT NOT NULL, at TEXT NOT NULL);
+"#;
+
+/// Times are stored with fixed precision so text order is time order.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn parse_ts(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("stored time {s:?} is not RFC 3339"))?
+        .with_timezone(&Utc))
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub visibility_timeout: Duration,
+    /// Delay before a failed message is tried again.
+    pub retry_delay: Duration,
+    /// Receives before a message goes to the dead-letter table (SQS maxReceiveCount).
+    pub max_receive: u32,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            visibility_timeout: Duration::from_secs(300),
+            retry_delay: Duration::from_secs(10),
+            max_receive: 5,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    pub queue: QueueSettings,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> anyhow::Result<SqliteStore> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening the state database {}", path.display()))?;
+        Self::init(conn)
+    }
+
+    pub fn in_memory() -> anyhow::Result<SqliteStore> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> anyhow::Result<SqliteStore> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)
+            .context("creating the state schema")?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            queue: QueueSettings::default(),
+        })
+    }
+
+    pub fn with_queue_settings(mut self, q: QueueSettings) -> SqliteStore {
+        self.queue = q;
+        self
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
+        let mut c = self
+            .conn
+            .lock()
+            .map_err(|_| anyhow!("state database lock poisoned"))?;
+        f(&mut c).map_err(|e| anyhow!("state database: {e}"))
+    }
+
+    /// Dead letters, for operators and tests: (queue, body, error).
+    pub fn dead_letters(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT queue, body, error FROM dlq ORDER BY id")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
+    pub fn malformed_count(&self, tenant: &str) -> anyhow::Result<u64> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM malformed WHERE tenant = ?1",
+                [tenant],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Every alert id of a tenant with its current decision.
+    pub fn decisions(&self, tenant: &str) -> anyhow::Result<Vec<(String, DecisionKind)>> {
+        let rows: Vec<(String, String)> = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT alert_id, kind FROM decisions WHERE tenant = ?1 ORDER BY alert_id",
+            )?;
+            let rows = st.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(id, k)| {
+                DecisionKind::parse(&k)
+                    .map(|k| (id, k))
+                    .ok_or_else(|| anyhow!("stored decision {k:?} unknown"))
+            })
+            .collect()
+    }
+
+    /// Distinct alert ids stored for a tenant.
+    pub fn alert_ids(&self, tenant: &str) -> anyhow::Result<Vec<String>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT DISTINCT alert_id FROM alert_versions WHERE tenant = ?1 ORDER BY alert_id",
+            )?;
+            let rows = st.query_map([tenant], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// (incident key, ticket id, alert ids applied to it) of a tenant.
+    pub fn incidents(
+        &self,
+        tenant: &str,
+    ) -> anyhow::Result<Vec<(String, Option<String>, Vec<String>)>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT key, ticket_id FROM incidents WHERE tenant = ?1 ORDER BY key")?;
+            let keys: Vec<(String, Option<String>)> =
+                st.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::new();
+            for (k, t) in keys {
+                let mut st = c.prepare(
+                    "SELECT DISTINCT alert_id FROM applied WHERE tenant = ?1 AND key = ?2 ORDER BY alert_id",
+                )?;
+                let ids = st.query_map(params![tenant, k], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                out.push((k, t, ids));
+            }
+            Ok(out)
+        })
+    }
+}
+
+fn product_str(p: Option<Product>) -> Option<&'static str> {
+    p.map(Product::as_str)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_tenant(&self, t: &Tenant) -> anyhow::Result<()> {
+        let json = serde_json::to_string(&t.source)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO tenants (id, config) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET config = excluded.config",
+                params![t.id, json],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn get_tenant(&self, id: &str) -> anyhow::Result<Option<Tenant>> {
+        let row: Option<String> = self.with(|c| {
+            c.query_row("SELECT config FROM tenants WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+        })?;
+        row.map(|j| {
+            let f: TenantFile = serde_json::from_str(&j)?;
+            Tenant::validate(f).map_err(|e| anyhow!("stored tenant {id} no longer validates: {e}"))
+        })
+        .transpose()
+    }
+
+    async fn list_tenants(&self) -> anyhow::Result<Vec<Tenant>> {
+        let rows: Vec<(String, String)> = self.with(|c| {
+            let mut st = c.prepare("SELECT id, config FROM tenants ORDER BY id")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(id, j)| {
+                let f: TenantFile = serde_json::from_str(&j)?;
+                Tenant::validate(f)
+                    .map_err(|e| anyhow!("stored tenant {id} no longer validates: {e}"))
+            })
+            .collect()
+    }
+
+    async fn put_alert_version(
+        &self,
+        tenant: &str,
+        product: Product,
+        alert: &Alert,
+    ) -> anyhow::Result<bool> {
+        let body = alert.raw.to_string();
+        self.with(|c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO alert_versions (tenant, alert_id, last_update, product, body, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![tenant, alert.id, ts(alert.last_update), product.as_str(), body, ts(Utc::now())],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    async fn get_alert_version(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> anyhow::Result<Option<Alert>> {
+        let body: Option<String> = self.with(|c| {
+            c.query_row(
+                "SELECT body FROM alert_versions WHERE tenant = ?1 AND alert_id = ?2 AND last_update = ?3",
+                params![tenant, alert_id, ts(last_update)],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        body.map(|b| {
+            let v: serde_json::Value = serde_json::from_str(&b)?;
+            Alert::from_value(v).map_err(|e| anyhow!("stored alert {alert_id}: {e}"))
+        })
+        .transpose()
+    }
+
+    async fn record_malformed(
+        &self,
+        tenant: &str,
+        product: Product,
+        raw: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO malformed (tenant, product, raw, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![tenant, product.as_str(), raw, reason, ts(at)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn get_cursor(
+        &self,
+        tenant: &str,
+        product: Product,
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let s: Option<String> = self.with(|c| {
+            c.query_row(
+                "SELECT at FROM cursors WHERE tenant = ?1 AND product = ?2",
+                params![tenant, product.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        s.map(|s| parse_ts(&s)).transpose()
+    }
+
+    async fn advance_cursor(
+        &self,
+        tenant: &str,
+        product: Product,
+        to: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO cursors (tenant, product, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(tenant, product) DO UPDATE SET at = excluded.at WHERE excluded.at > cursors.at",
+                params![tenant, product.as_str(), ts(to)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn get_decision(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+    ) -> anyhow::Result<Option<StoredDecision>> {
+        let row: Option<(String, Option<String>, String, String)> = self.with(|c| {
+            c.query_row(
+                "SELECT kind, product, reason, last_update FROM decisions WHERE tenant = ?1 AND alert_id = ?2",
+                params![tenant, alert_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+        })?;
+        row.map(|(k, p, reason, lu)| {
+            Ok(StoredDecision {
+                kind: DecisionKind::parse(&k)
+                    .ok_or_else(|| anyhow!("stored decision {k:?} unknown"))?,
+                product: p.as_deref().and_then(Product::parse),
+                reason,
+                last_update: parse_ts(&lu)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_decision(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+        d: &Decision,
+    ) -> anyhow::Result<()> {
+        // Kept: the decision of the newest version, unless an older version's decision ranks
+        // higher (classification never lowers, but versions may be processed out of order).
+        let rank = |k: &str| DecisionKind::parse(k).map(|k| k as i64).unwrap_or(-1);
+        let new_rank = d.kind as i64;
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let cur: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT kind, last_update FROM decisions WHERE tenant = ?1 AND alert_id = ?2",
+                    params![tenant, alert_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let write = match &cur {
+                None => true,
+                Some((k, lu)) => new_rank > rank(k) || (new_rank == rank(k) && ts(last_update) >= *lu),
+            };
+            if write {
+                tx.execute(
+                    "INSERT INTO decisions (tenant, alert_id, kind, product, reason, last_update) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(tenant, alert_id) DO UPDATE SET kind = excluded.kind, product = excluded.product, reason = excluded.reason, last_update = excluded.last_update",
+                    params![tenant, alert_id, d.kind.as_str(), product_str(d.product), d.reason, ts(last_update)],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    async fn get_incident(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> anyhow::Result<Option<IncidentRecord>> {
+        let row: Option<(Option<String>, String, String, String, String)> = self.with(|c| {
+            c.query_row(
+                "SELECT ticket_id, creator_alert, creator_version, severity, intent_at FROM incidents WHERE tenant = ?1 AND key = ?2",
+                params![tenant, key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+        })?;
+        row.map(|(ticket_id, creator_alert, cv, sev, at)| {
+            Ok(IncidentRecord {
+                tenant: tenant.to_string(),
+                key: key.to_string(),
+                ticket_id,
+                creator_alert,
+                creator_version: parse_ts(&cv)?,
+                severity: Severity::parse(&sev)
+                    .ok_or_else(|| anyhow!("stored severity {sev:?}"))?,
+                intent_at: parse_ts(&at)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_incident_intent(&self, r: &IncidentRecord) -> anyhow::Result<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO incidents (tenant, key, ticket_id, creator_alert, creator_version, severity, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.tenant, r.key, r.ticket_id, r.creator_alert, ts(r.creator_version), r.severity.as_str(), ts(r.intent_at)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    async fn set_incident_ticket(
+        &self,
+        tenant: &str,
+        key: &str,
+        ticket_id: &str,
+    ) -> anyhow::Result<()> {
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE incidents SET ticket_id = ?3 WHERE tenant = ?1 AND key = ?2 AND (ticket_id IS NULL OR ticket_id = ?3)",
+                params![tenant, key, ticket_id],
+            )
+        })?;
+        if n == 0 {
+            return Err(anyhow!(
+                "incident {key} of {tenant} has another ticket already, or no intent"
+            ));
+        }
+        Ok(())
+    }
+
+    async fn set_incident_severity(
+        &self,
+        tenant: &str,
+        key: &str,
+        severity: Severity,
+    ) -> anyhow::Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE incidents SET severity = ?3 WHERE tenant = ?1 AND key = ?2",
+                params![tenant, key, severity.as_str()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn applied_versions(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> anyhow::Result<Vec<AppliedVersion>> {
+        let rows: Vec<(String, String, i64)> = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT alert_id, last_update, done FROM applied WHERE tenant = ?1 AND key = ?2 ORDER BY last_update, alert_id",
+            )?;
+            let rows = st.query_map(params![tenant, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(a, lu, d)| {
+                Ok(AppliedVersion {
+                    alert_id: a,
+                    last_update: parse_ts(&lu)?,
+                    done: d != 0,
+                })
+            })
+            .collect()
+    }
+
+    async fn begin_apply(
+        &self,
+        tenant: &str,
+        key: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO applied (tenant, key, alert_id, last_update, done) VALUES (?1, ?2, ?3, ?4, 0)",
+                params![tenant, key, alert_id, ts(last_update)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    async fn finish_apply(
+        &self,
+        tenant: &str,
+        key: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE applied SET done = 1 WHERE tenant = ?1 AND key = ?2 AND alert_id = ?3 AND last_update = ?4",
+                params![tenant, key, alert_id, ts(last_update)],
+            )
+            .map(|_| ())
+        })
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn send_batch(&self, q: QueueName, msgs: &[AlertRef]) -> anyhow::Result<()> {
+        let now = now_ms();
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut st =
+                    tx.prepare("INSERT INTO queue (queue, body, visible_at) VALUES (?1, ?2, ?3)")?;
+                for m in msgs {
+                    st.execute(params![q.as_str(), m.to_json(), now])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    async fn receive(&self, q: QueueName, max: usize) -> anyhow::Result<Vec<Received>> {
+        let now = now_ms();
+        let until = now + self.queue.visibility_timeout.as_millis() as i64;
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let rows: Vec<(i64, String, u32)> = {
+                let mut st = tx.prepare(
+                    "SELECT id, body, receive_count FROM queue WHERE queue = ?1 AND visible_at <= ?2 ORDER BY id LIMIT ?3",
+                )?;
+                let rows = st.query_map(params![q.as_str(), now, max as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut out = Vec::new();
+            for (id, body, count) in rows {
+                let handle = format!("{id}:{}", count + 1);
+                tx.execute(
+                    "UPDATE queue SET visible_at = ?2, receive_count = receive_count + 1, handle = ?3 WHERE id = ?1",
+                    params![id, until, handle],
+                )?;
+                out.push(Received {
+                    handle,
+                    body,
+                    receive_count: count + 1,
+                });
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    async fn ack(&self, q: QueueName, handle: &str) -> anyhow::Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM queue WHERE queue = ?1 AND handle = ?2",
+                params![q.as_str(), handle],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn nack(&self, q: QueueName, handle: &str, error: &str) -> anyhow::Result<()> {
+        let max = self.queue.max_receive;
+        let visible = now_ms() + self.queue.retry_delay.as_millis() as i64;
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let row: Option<(i64, String, u32)> = tx
+                .query_row(
+                    "SELECT id, body, receive_count FROM queue WHERE queue = ?1 AND handle = ?2",
+                    params![q.as_str(), handle],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            if let Some((id, body, count)) = row {
+                if count >= max {
+                    tx.execute(
+                        "INSERT INTO dlq (queue, body, receive_count, error, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![q.as_str(), body, count, error, ts(Utc::now())],
+                    )?;
+                    tx.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+                } else {
+                    tx.execute(
+                        "UPDATE queue SET visible_at = ?2, last_error = ?3 WHERE id = ?1",
+                        params![id, visible, error],
+                    )?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    async fn depth(&self, q: QueueName) -> anyhow::Result<(u64, u64)> {
+        self.with(|c| {
+            let live: u64 = c.query_row(
+                "SELECT COUNT(*) FROM queue WHERE queue = ?1",
+                [q.as_str()],
+                |r| r.get(0),
+            )?;
+            let dead: u64 = c.query_row(
+                "SELECT COUNT(*) FROM dlq WHERE queue = ?1",
+                [q.as_str()],
+                |r| r.get(0),
+            )?;
+            Ok((live, dead))
+        })
+    }
+}

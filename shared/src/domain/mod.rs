@@ -1,0 +1,7 @@
+//! Pure types and decisions: no I/O, no async, no clock reads.
+pub mod alert;
+pub mod calendar;
+pub mod classify;
+pub mod incident;
+pub mod severity;
+pub mod tenant;

@@ -1,0 +1,596 @@
+//! A customer's agreed monitoring criteria ("セキュリティ監視仕様書 §4 サービスごとの監視基準"),
+//! loaded from TOML (or the same shape as JSON) and validated on load. A config that would
+//! silently monitor nothing is refused, and every refusal names the field in dotted form so
+//! the analyst editing the file can find it.
+
+use serde::{Deserialize, Serialize};
+
+use super::alert::Product;
+use super::severity::Severity;
+
+/// A refused config: which field, and what is allowed there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyCategory {
+    ThreatManagement,
+    Permissions,
+    CloudDiscovery,
+    SharingControl,
+    ThreatDetection,
+}
+
+impl PolicyCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyCategory::ThreatManagement => "threat_management",
+            PolicyCategory::Permissions => "permissions",
+            PolicyCategory::CloudDiscovery => "cloud_discovery",
+            PolicyCategory::SharingControl => "sharing_control",
+            PolicyCategory::ThreatDetection => "threat_detection",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Monitored,
+    Incident,
+}
+
+/// Risk levels accepted as an IdP threshold; `informational` is not a risk level there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RiskLevel {
+    Low,
+    Medium,
+    High,
+}
+
+impl RiskLevel {
+    pub fn severity(self) -> Severity {
+        match self {
+            RiskLevel::Low => Severity::Low,
+            RiskLevel::Medium => Severity::Medium,
+            RiskLevel::High => Severity::High,
+        }
+    }
+}
+
+// ---- the file as written (exact schema; unknown keys refused) ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantFile {
+    pub id: String,
+    pub name: String,
+    pub azure_tenant_id: String,
+    pub products: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contacts: Option<ContactsFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mde: Option<MdeFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdo: Option<MdoFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mda: Option<MdaFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdi: Option<MdiFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<IdpFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<SentinelFile>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactsFile {
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdeFile {
+    pub device_groups: Vec<String>,
+    pub incident_min_severity: Severity,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub category: PolicyCategory,
+    pub level: Level,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdoFile {
+    pub policies: Vec<PolicyFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdaFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apps: Option<Vec<String>>,
+    pub policies: Vec<PolicyFile>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdiFile {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpFile {
+    pub incident_min_risk: RiskLevel,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelFile {
+    pub incident_min_severity: Severity,
+}
+
+// ---- the validated tenant ----
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub id: Option<String>,
+    pub category: PolicyCategory,
+    pub level: Level,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MdeCriteria {
+    /// Lower-cased; compared case-insensitively with `rbacGroupName`.
+    pub device_groups: Vec<String>,
+    pub all_groups: bool,
+    pub incident_min_severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MdaCriteria {
+    /// Lower-cased connected-app names.
+    pub apps: Vec<String>,
+    pub policies: Vec<Policy>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub azure_tenant_id: String,
+    pub products: Vec<Product>,
+    pub contacts_to: Vec<String>,
+    pub contacts_cc: Vec<String>,
+    pub mde: Option<MdeCriteria>,
+    pub mdo: Option<Vec<Policy>>,
+    pub mda: Option<MdaCriteria>,
+    pub idp_incident_min: Option<Severity>,
+    pub sentinel_incident_min: Option<Severity>,
+    /// The file as given, kept so the tenant can be stored and shown exactly as agreed.
+    pub source: TenantFile,
+}
+
+pub const MDA_APPS: [&str; 2] = ["Office 365", "Microsoft Azure"];
+
+impl Tenant {
+    pub fn from_toml(text: &str) -> Result<Tenant, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| err("(file)", toml_message(&e)))?;
+        let file: TenantFile = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            err(
+                if path == "." {
+                    "(top level)".to_string()
+                } else {
+                    path
+                },
+                toml_message(e.inner()),
+            )
+        })?;
+        Tenant::validate(file)
+    }
+
+    /// The same schema as JSON (scenario files embed tenant configs this way).
+    pub fn from_json_value(v: &serde_json::Value) -> Result<Tenant, ConfigError> {
+        let file: TenantFile = serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            err(
+                if path == "." {
+                    "(top level)".to_string()
+                } else {
+                    path
+                },
+                e.inner().to_string(),
+            )
+        })?;
+        Tenant::validate(file)
+    }
+
+    pub fn subscribes(&self, p: Product) -> bool {
+        self.products.contains(&p)
+    }
+
+    pub fn validate(file: TenantFile) -> Result<Tenant, ConfigError> {
+        let f = &file;
+        if !valid_id(&f.id) {
+            return Err(err(
+                "id",
+                format!(
+                    "{:?} is not allowed: 2–40 characters of a-z, 0-9 and '-', starting with a letter or digit",
+                    f.id
+                ),
+            ));
+        }
+        if f.name.trim().is_empty() {
+            return Err(err("name", "must not be empty"));
+        }
+        if !valid_guid(&f.azure_tenant_id) {
+            return Err(err(
+                "azure_tenant_id",
+                format!(
+                    "{:?} is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+                    f.azure_tenant_id
+                ),
+            ));
+        }
+        if f.products.is_empty() {
+            return Err(err(
+                "products",
+                "must list at least one of mde, mdo, mda, mdi, idp, sentinel",
+            ));
+        }
+        let mut products = Vec::new();
+        for (i, p) in f.products.iter().enumerate() {
+            let prod = Product::parse(p).ok_or_else(|| {
+                err(
+                    format!("products[{i}]"),
+                    format!("{p:?} is not a product; allowed: mde, mdo, mda, mdi, idp, sentinel"),
+                )
+            })?;
+            if products.contains(&prod) {
+                return Err(err(
+                    format!("products[{i}]"),
+                    format!("{p:?} is listed twice"),
+                ));
+            }
+            products.push(prod);
+        }
+        let (contacts_to, contacts_cc) = match &f.contacts {
+            None => (vec![], vec![]),
+            Some(c) => {
+                for (list, name) in [(&c.to, "to"), (&c.cc, "cc")] {
+                    for (i, a) in list.iter().enumerate() {
+                        if !valid_email(a) {
+                            return Err(err(
+                                format!("contacts.{name}[{i}]"),
+                                format!("{a:?} is not an e-mail address"),
+                            ));
+                        }
+                    }
+                }
+                (c.to.clone(), c.cc.clone())
+            }
+        };
+        let has = |p: Product| products.contains(&p);
+        section_iff("mde", has(Product::Mde), f.mde.is_some())?;
+        section_iff("mdo", has(Product::Mdo), f.mdo.is_some())?;
+        section_iff("mda", has(Product::Mda), f.mda.is_some())?;
+        section_iff("mdi", has(Product::Mdi), f.mdi.is_some())?;
+        section_iff("idp", has(Product::Idp), f.idp.is_some())?;
+        section_iff("sentinel", has(Product::Sentinel), f.sentinel.is_some())?;
+
+        let mde = match &f.mde {
+            None => None,
+            Some(m) => {
+                if m.device_groups.is_empty() {
+                    return Err(err(
+                        "mde.device_groups",
+                        "must list at least one device group, or \"*\" for every group",
+                    ));
+                }
+                for (i, g) in m.device_groups.iter().enumerate() {
+                    if g.trim().is_empty() {
+                        return Err(err(format!("mde.device_groups[{i}]"), "must not be empty"));
+                    }
+                }
+                Some(MdeCriteria {
+                    all_groups: m.device_groups.iter().any(|g| g.trim() == "*"),
+                    device_groups: m
+                        .device_groups
+                        .iter()
+                        .map(|g| g.trim().to_lowercase())
+                        .collect(),
+                    incident_min_severity: m.incident_min_severity,
+                })
+            }
+        };
+        let mdo = match &f.mdo {
+            None => None,
+            Some(m) => Some(policies(
+                "mdo",
+                &m.policies,
+                &[
+                    PolicyCategory::ThreatManagement,
+                    PolicyCategory::Permissions,
+                ],
+            )?),
+        };
+        let mda = match &f.mda {
+            None => None,
+            Some(m) => {
+                let apps = match &m.apps {
+                    None => MDA_APPS.iter().map(|a| a.to_lowercase()).collect(),
+                    Some(list) => {
+                        if list.is_empty() {
+                            return Err(err(
+                                "mda.apps",
+                                "must not be empty; allowed: \"Office 365\", \"Microsoft Azure\" (omit for both)",
+                            ));
+                        }
+                        let mut out = Vec::new();
+                        for (i, a) in list.iter().enumerate() {
+                            if !MDA_APPS.iter().any(|x| x.eq_ignore_ascii_case(a.trim())) {
+                                return Err(err(
+                                    format!("mda.apps[{i}]"),
+                                    format!("{a:?} is not allowed; allowed: \"Office 365\", \"Microsoft Azure\""),
+                                ));
+                            }
+                            out.push(a.trim().to_lowercase());
+                        }
+                        out
+                    }
+                };
+                Some(MdaCriteria {
+                    apps,
+                    policies: policies(
+                        "mda",
+                        &m.policies,
+                        &[
+                            PolicyCategory::CloudDiscovery,
+                            PolicyCategory::SharingControl,
+                            PolicyCategory::ThreatDetection,
+                        ],
+                    )?,
+                })
+            }
+        };
+        Ok(Tenant {
+            id: f.id.clone(),
+            name: f.name.trim().to_string(),
+            azure_tenant_id: f.azure_tenant_id.to_lowercase(),
+            products,
+            contacts_to,
+            contacts_cc,
+            mde,
+            mdo,
+            mda,
+            idp_incident_min: f.idp.as_ref().map(|i| i.incident_min_risk.severity()),
+            sentinel_incident_min: f.sentinel.as_ref().map(|s| s.incident_min_severity),
+            source: file,
+        })
+    }
+}
+
+/// serde's TOML messages carry a caret excerpt of the file; the first line is what the
+/// operator needs once the field is named.
+fn toml_message(e: &toml::de::Error) -> String {
+    e.message().lines().next().unwrap_or("invalid").to_string()
+}
+
+fn section_iff(name: &str, subscribed: bool, present: bool) -> Result<(), ConfigError> {
+    match (subscribed, present) {
+        (true, false) => Err(err(
+            name,
+            format!("section [{name}] is required because \"{name}\" is in products"),
+        )),
+        (false, true) => Err(err(
+            name,
+            format!("section [{name}] is given but \"{name}\" is not in products; add it to products or remove the section"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn policies(
+    product: &str,
+    list: &[PolicyFile],
+    allowed: &[PolicyCategory],
+) -> Result<Vec<Policy>, ConfigError> {
+    if list.is_empty() {
+        return Err(err(
+            format!("{product}.policies"),
+            "must list at least one policy ([[".to_string() + product + ".policies]])",
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        if p.name.trim().is_empty() {
+            return Err(err(
+                format!("{product}.policies[{i}].name"),
+                "must not be empty",
+            ));
+        }
+        if !allowed.contains(&p.category) {
+            let names: Vec<_> = allowed.iter().map(|c| c.as_str()).collect();
+            return Err(err(
+                format!("{product}.policies[{i}].category"),
+                format!(
+                    "{} cannot be watched for {product}; allowed: {}",
+                    p.category.as_str(),
+                    names.join(" | ")
+                ),
+            ));
+        }
+        if let Some(id) = &p.id {
+            if id.trim().is_empty() {
+                return Err(err(
+                    format!("{product}.policies[{i}].id"),
+                    "must not be empty (omit it to match by name)",
+                ));
+            }
+        }
+        out.push(Policy {
+            name: p.name.trim().to_string(),
+            id: p.id.as_ref().map(|s| s.trim().to_string()),
+            category: p.category,
+            level: p.level,
+        });
+    }
+    Ok(out)
+}
+
+fn valid_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    (2..=40).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn valid_guid(s: &str) -> bool {
+    let parts: Vec<_> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Deliberately simple: one `@`, no white space, commas or angle brackets (OpsRamp's `cc`
+/// is a comma-separated list, so a comma would smuggle in a second recipient).
+fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>' | '"'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const FULL: &str = r#"
+id = "kaede-shoji"
+name = "楓商事株式会社"
+azure_tenant_id = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
+products = ["mde", "mdo", "mda", "mdi", "idp"]
+[contacts]
+to = ["soc@kaede.example"]
+cc = ["it@kaede.example"]
+[mde]
+device_groups = ["東京本社PC"]
+incident_min_severity = "medium"
+[[mdo.policies]]
+name = "Email messages containing malicious URL removed after delivery"
+category = "threat_management"
+level = "incident"
+[mda]
+apps = ["Office 365", "Microsoft Azure"]
+[[mda.policies]]
+name = "Mass download by a single user"
+category = "threat_detection"
+level = "monitored"
+[mdi]
+[idp]
+incident_min_risk = "high"
+"#;
+
+    #[test]
+    fn the_documented_example_is_accepted() {
+        let t = Tenant::from_toml(FULL).unwrap();
+        assert_eq!(t.id, "kaede-shoji");
+        assert_eq!(t.products.len(), 5);
+        assert_eq!(t.mde.as_ref().unwrap().device_groups, vec!["東京本社pc"]);
+        assert_eq!(t.idp_incident_min, Some(Severity::High));
+    }
+
+    fn refused(text: &str) -> ConfigError {
+        Tenant::from_toml(text).unwrap_err()
+    }
+
+    #[test]
+    fn every_error_names_its_field() {
+        let cases: Vec<(String, &str, &str)> = vec![
+            (FULL.replace("id = \"kaede-shoji\"", "id = \"Kaede\""), "id", "a-z"),
+            (FULL.replace("name = \"楓商事株式会社\"", "name = \"  \""), "name", "empty"),
+            (FULL.replace("6f1c2d3e-4a5b", "6f1c2d3e4a5b"), "azure_tenant_id", "GUID"),
+            (FULL.replace("\"mdi\", \"idp\"]", "\"mdi\", \"idp\", \"edr\"]"), "products[5]", "allowed: mde"),
+            (FULL.replace("\"mdi\", \"idp\"]", "\"mdi\", \"idp\", \"mde\"]"), "products[5]", "twice"),
+            (FULL.replace("category = \"threat_management\"", "category = \"threat_detection\""), "mdo.policies[0].category", "threat_management | permissions"),
+            (FULL.replace("category = \"threat_detection\"", "category = \"permissions\""), "mda.policies[0].category", "cloud_discovery"),
+            (FULL.replace("level = \"incident\"", "level = \"urgent\""), "mdo.policies[0].level", "monitored"),
+            (FULL.replace("incident_min_severity = \"medium\"", "incident_min_severity = \"severe\""), "mde.incident_min_severity", "informational"),
+            (FULL.replace("incident_min_risk = \"high\"", "incident_min_risk = \"informational\""), "idp.incident_min_risk", "low"),
+            (FULL.replace("device_groups = [\"東京本社PC\"]", "device_groups = []"), "mde.device_groups", "\"*\""),
+            (FULL.replace("apps = [\"Office 365\", \"Microsoft Azure\"]", "apps = [\"Office 365\", \"Salesforce\"]"), "mda.apps[1]", "Microsoft Azure"),
+            (FULL.replace("[mdi]\n", ""), "mdi", "required"),
+            (FULL.replace("\"mdi\", \"idp\"]", "\"mdi\"]"), "idp", "not in products"),
+            (FULL.replace("to = [\"soc@kaede.example\"]", "to = [\"soc@kaede.example,evil@x.test\"]"), "contacts.to[0]", "e-mail"),
+            (FULL.replace("[mdi]\n", "[mdi]\nhealth = true\n"), "mdi.health", "unknown field"),
+            (FULL.replace("level = \"incident\"", "level = \"incident\"\nseverity = \"high\""), "mdo.policies[0].severity", "unknown field"),
+            (FULL.replace("products = ", "colour = \"red\"\nproducts = "), "colour", "unknown field"),
+            (FULL.replace("[[mdo.policies]]\nname = \"Email messages containing malicious URL removed after delivery\"\n", "[[mdo.policies]]\n"), "mdo.policies[0]", "name"),
+        ];
+        for (text, field, msg) in cases {
+            let e = refused(&text);
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.to_string().contains(msg), "{e} should mention {msg}");
+        }
+    }
+
+    #[test]
+    fn second_mdo_policy_error_is_indexed() {
+        let text = FULL.replace(
+            "[mda]\n",
+            "[[mdo.policies]]\nname = \"x\"\ncategory = \"sharing_control\"\nlevel = \"monitored\"\n[mda]\n",
+        );
+        assert_eq!(refused(&text).field, "mdo.policies[1].category");
+    }
+
+    #[test]
+    fn syntax_errors_are_refused_not_panicked() {
+        assert!(Tenant::from_toml("id = ").is_err());
+        assert!(Tenant::from_toml("").is_err());
+        assert!(Tenant::from_toml("\u{0}").is_err());
+    }
+
+    #[test]
+    fn json_shape_is_the_same_schema() {
+        let v: serde_json::Value = serde_json::json!({
+            "id": "aoba-bank", "name": "青葉銀行", "azure_tenant_id": "11111111-2222-3333-4444-555555555555",
+            "products": ["mdi"], "mdi": {}, "mdx": {}
+        });
+        let e = Tenant::from_json_value(&v).unwrap_err();
+        assert!(e.to_string().contains("mdx"), "{e}");
+    }
+}

@@ -1,0 +1,12 @@
+//! The common crate of mss: everything that can be tested without AWS.
+//!
+//! The data's walk: `steps::fetch` (via `ports::AlertSource`, `adapters::graph`) →
+//! `ports::Store` + `ports::Queue` → `steps::classify` → `steps::ticket`
+//! (`ports::Tickets`, `adapters::opsramp`).
+
+pub mod adapters;
+pub mod domain;
+pub mod messages;
+pub mod ports;
+pub mod runner;
+pub mod steps;

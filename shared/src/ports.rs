@@ -1,0 +1,209 @@
+//! The capabilities steps need, as traits, so the same step runs on SQLite + in-process
+//! queues, on DynamoDB + SQS, and against fakes in tests.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::alert::{Alert, Product};
+use crate::domain::classify::{Decision, DecisionKind};
+use crate::domain::severity::Severity;
+use crate::domain::tenant::Tenant;
+use crate::messages::{AlertRef, QueueName};
+
+pub type Result<T> = anyhow::Result<T>;
+
+/// One item of a Graph page: an alert, or what could not be read as one (kept raw).
+#[derive(Debug, Clone)]
+pub enum FetchedItem {
+    Alert(Alert),
+    Malformed { raw: String, reason: String },
+}
+
+#[async_trait]
+pub trait AlertSource: Send + Sync {
+    /// Every alert of `product` whose lastUpdateDateTime ≥ `since`, all pages.
+    async fn fetch(
+        &self,
+        tenant: &Tenant,
+        product: Product,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<FetchedItem>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTicket {
+    pub subject: String,
+    pub description: String,
+    pub priority: String,
+    pub ext_ticket_id: String,
+    pub to_email: Option<String>,
+    pub cc: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TicketUpdate {
+    pub subject: Option<String>,
+    pub priority: Option<String>,
+}
+
+#[async_trait]
+pub trait Tickets: Send + Sync {
+    async fn find_by_ext_id(&self, ext_ticket_id: &str) -> Result<Option<String>>;
+    async fn create(&self, t: &NewTicket) -> Result<String>;
+    async fn update(&self, ticket_id: &str, u: &TicketUpdate) -> Result<()>;
+    async fn add_response(&self, ticket_id: &str, text: &str, ext_response_id: &str) -> Result<()>;
+    async fn has_response(&self, ticket_id: &str, ext_response_id: &str) -> Result<bool>;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredDecision {
+    pub kind: DecisionKind,
+    pub product: Option<Product>,
+    pub reason: String,
+    pub last_update: DateTime<Utc>,
+}
+
+/// The state of one incident's ticket. Created as an intent (no ticket id) before the
+/// OpsRamp call, so a crash between the two is found and resolved by a search, not a
+/// second ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentRecord {
+    pub tenant: String,
+    pub key: String,
+    pub ticket_id: Option<String>,
+    pub creator_alert: String,
+    pub creator_version: DateTime<Utc>,
+    pub severity: Severity,
+    pub intent_at: DateTime<Utc>,
+}
+
+/// One alert version's effect on a ticket: `done = false` is an intent whose response may
+/// or may not have reached OpsRamp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppliedVersion {
+    pub alert_id: String,
+    pub last_update: DateTime<Utc>,
+    pub done: bool,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn put_tenant(&self, t: &Tenant) -> Result<()>;
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+
+    /// Stores a version; `false` if this (tenant, id, lastUpdateDateTime) was already stored.
+    async fn put_alert_version(
+        &self,
+        tenant: &str,
+        product: Product,
+        alert: &Alert,
+    ) -> Result<bool>;
+    async fn get_alert_version(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> Result<Option<Alert>>;
+    async fn record_malformed(
+        &self,
+        tenant: &str,
+        product: Product,
+        raw: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    async fn get_cursor(&self, tenant: &str, product: Product) -> Result<Option<DateTime<Utc>>>;
+    /// Moves the cursor forward only; an older value is ignored.
+    async fn advance_cursor(&self, tenant: &str, product: Product, to: DateTime<Utc>)
+        -> Result<()>;
+
+    async fn get_decision(&self, tenant: &str, alert_id: &str) -> Result<Option<StoredDecision>>;
+    async fn put_decision(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+        d: &Decision,
+    ) -> Result<()>;
+
+    async fn get_incident(&self, tenant: &str, key: &str) -> Result<Option<IncidentRecord>>;
+    /// Create-once: `false` when a record for (tenant, key) already exists.
+    async fn create_incident_intent(&self, rec: &IncidentRecord) -> Result<bool>;
+    async fn set_incident_ticket(&self, tenant: &str, key: &str, ticket_id: &str) -> Result<()>;
+    async fn set_incident_severity(
+        &self,
+        tenant: &str,
+        key: &str,
+        severity: Severity,
+    ) -> Result<()>;
+    async fn applied_versions(&self, tenant: &str, key: &str) -> Result<Vec<AppliedVersion>>;
+    /// Create-once intent for one version; `false` when it already exists.
+    async fn begin_apply(
+        &self,
+        tenant: &str,
+        key: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> Result<bool>;
+    async fn finish_apply(
+        &self,
+        tenant: &str,
+        key: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> Result<()>;
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub handle: String,
+    pub body: String,
+    pub receive_count: u32,
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn send_batch(&self, q: QueueName, msgs: &[AlertRef]) -> Result<()>;
+    async fn receive(&self, q: QueueName, max: usize) -> Result<Vec<Received>>;
+    async fn ack(&self, q: QueueName, handle: &str) -> Result<()>;
+    /// Makes the message visible again, or moves it to the dead-letter queue once it has
+    /// been received `max_receive` times, keeping the error with it.
+    async fn nack(&self, q: QueueName, handle: &str, error: &str) -> Result<()>;
+    async fn depth(&self, q: QueueName) -> Result<(u64, u64)>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock the embedded demo and tests move by hand.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(t: DateTime<Utc>) -> Arc<ManualClock> {
+        Arc::new(ManualClock(std::sync::Mutex::new(t)))
+    }
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = t;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

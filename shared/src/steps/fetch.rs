@@ -1,0 +1,118 @@
+//! Fetch: Graph → store → classify queue, then (and only then) the cursor moves.
+
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Deps;
+use crate::domain::alert::Product;
+use crate::messages::{AlertRef, QueueName};
+use crate::ports::FetchedItem;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FetchOutcome {
+    pub tenant: String,
+    pub product: String,
+    pub fetched: usize,
+    pub new_versions: usize,
+    pub malformed: usize,
+    pub cursor: Option<DateTime<Utc>>,
+}
+
+/// One tenant × product. Stores every new alert version, hands each on once, records
+/// malformed items with their raw text, and advances the cursor last: a crash anywhere
+/// before that means the next cycle fetches the same window again, and the store's
+/// (id, lastUpdateDateTime) key makes that harmless.
+pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Result<FetchOutcome> {
+    let tenant = deps
+        .store
+        .get_tenant(tenant_id)
+        .await?
+        .ok_or_else(|| anyhow!("tenant {tenant_id} is not registered"))?;
+    if !tenant.subscribes(product) {
+        return Err(anyhow!(
+            "tenant {tenant_id} does not subscribe to {product}"
+        ));
+    }
+    let now = deps.clock.now();
+    let cursor = deps.store.get_cursor(&tenant.id, product).await?;
+    let since = match cursor {
+        Some(c) => c - chrono::Duration::from_std(deps.settings.overlap)?,
+        None => now - chrono::Duration::from_std(deps.settings.initial_lookback)?,
+    };
+    let items = deps.alerts.fetch(&tenant, product, since).await?;
+    let mut out = FetchOutcome {
+        tenant: tenant.id.clone(),
+        product: product.to_string(),
+        fetched: items.len(),
+        ..Default::default()
+    };
+    let mut newest: Option<DateTime<Utc>> = None;
+    let mut to_send = Vec::new();
+    for item in items {
+        match item {
+            FetchedItem::Alert(a) => {
+                newest = newest.max(Some(a.last_update));
+                if deps
+                    .store
+                    .put_alert_version(&tenant.id, product, &a)
+                    .await?
+                {
+                    to_send.push(AlertRef::new(&tenant.id, &a.id, a.last_update));
+                }
+            }
+            FetchedItem::Malformed { raw, reason } => {
+                tracing::warn!(tenant = %tenant.id, product = %product, reason = ?reason, "malformed alert recorded");
+                deps.store
+                    .record_malformed(&tenant.id, product, &raw, &reason, now)
+                    .await?;
+                out.malformed += 1;
+            }
+        }
+    }
+    // A version stored but not enqueued (crash in between) would be skipped as "already
+    // stored" next time; so enqueue before anything else can fail, in batches of ten
+    // (SQS's SendMessageBatch limit), and only then move the cursor.
+    for chunk in to_send.chunks(10) {
+        deps.queue.send_batch(QueueName::Classify, chunk).await?;
+    }
+    out.new_versions = to_send.len();
+    // The cursor follows the data (newest lastUpdateDateTime seen), and on a quiet tenant
+    // moves to `now − overlap`: anything stamped before that was visible to this query as
+    // long as Graph indexes within the overlap, and the next window still reaches back.
+    let overlap = chrono::Duration::from_std(deps.settings.overlap)?;
+    let target = newest
+        .map(|n| n.min(now))
+        .unwrap_or(now - overlap)
+        .max(now - overlap);
+    deps.store
+        .advance_cursor(&tenant.id, product, target)
+        .await?;
+    out.cursor = deps.store.get_cursor(&tenant.id, product).await?;
+    Ok(out)
+}
+
+/// Every subscribed product of every tenant. One failing tenant×product does not stop the
+/// others; its error is returned alongside.
+pub async fn run_all(
+    deps: &Deps,
+) -> anyhow::Result<Vec<Result<FetchOutcome, (String, String, String)>>> {
+    let tenants = deps.store.list_tenants().await?;
+    let mut set = tokio::task::JoinSet::new();
+    for t in tenants {
+        for p in t.products.clone() {
+            let d = deps.clone();
+            let id = t.id.clone();
+            set.spawn(async move {
+                run(&d, &id, p)
+                    .await
+                    .map_err(|e| (id.clone(), p.to_string(), format!("{e:#}")))
+            });
+        }
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.map_err(|e| anyhow!("fetch task failed: {e}"))?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,45 @@
+//! One module per step. Lambda handlers, the embedded runner and tests all call these same
+//! functions; only the adapters in `Deps` differ.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::domain::incident::PriorityMap;
+use crate::ports::{AlertSource, Clock, Queue, Store, Tickets};
+
+pub mod classify;
+pub mod fetch;
+pub mod ticket;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How far behind the cursor each fetch looks again, for alerts Graph indexes late.
+    pub overlap: Duration,
+    /// Where a tenant×product with no cursor starts.
+    pub initial_lookback: Duration,
+    pub priorities: PriorityMap,
+    /// An incident intent older than this, still without a ticket, may be completed by
+    /// another message (its creator is presumed dead).
+    pub intent_takeover: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            overlap: Duration::from_secs(10 * 60),
+            initial_lookback: Duration::from_secs(24 * 3600),
+            priorities: PriorityMap::default(),
+            intent_takeover: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub alerts: Arc<dyn AlertSource>,
+    pub tickets: Arc<dyn Tickets>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}

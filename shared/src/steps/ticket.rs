@@ -1,0 +1,239 @@
+//! Ticket: an incident alert version → one OpsRamp ticket per incident key, created once,
+//! then updated with a response per meaningful change.
+//!
+//! Every side effect is preceded by a create-once record and followed by its result, and a
+//! retry that finds a record without a result looks the effect up in OpsRamp before
+//! repeating it (search by `extTicketId`; responses by `extTicketResponseId`).
+
+use anyhow::{anyhow, bail};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Deps;
+use crate::adapters::opsramp::ext_ticket_id;
+use crate::domain::alert::Alert;
+use crate::domain::classify::classify;
+use crate::domain::incident::{self, effective_severity};
+use crate::domain::tenant::Tenant;
+use crate::messages::AlertRef;
+use crate::ports::{IncidentRecord, NewTicket, TicketUpdate};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketAction {
+    Created,
+    FoundExisting,
+    Updated,
+    NothingNew,
+    AlreadyApplied,
+    Stale,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketOutcome {
+    pub ticket_id: String,
+    pub incident_key: String,
+    pub actions: Vec<TicketAction>,
+}
+
+fn ext_response_id(alert_id: &str, last_update: DateTime<Utc>) -> String {
+    format!("{}@{}", alert_id, last_update.timestamp_millis())
+}
+
+pub async fn run(deps: &Deps, msg: &AlertRef) -> anyhow::Result<TicketOutcome> {
+    let tenant = deps
+        .store
+        .get_tenant(&msg.tenant)
+        .await?
+        .ok_or_else(|| anyhow!("tenant {} is not registered", msg.tenant))?;
+    let alert = deps
+        .store
+        .get_alert_version(&tenant.id, &msg.alert_id, msg.last_update)
+        .await?
+        .ok_or_else(|| {
+            anyhow!(
+                "alert {:?} version {} is not stored",
+                msg.alert_id,
+                msg.last_update
+            )
+        })?;
+    // Re-checked here, not trusted from the message: a ticket is the one thing that must
+    // never go to the wrong customer.
+    let check = classify(&tenant, &alert, None);
+    if check.tenant_mismatch {
+        bail!(
+            "alert {:?} claims another Azure tenant; refusing to ticket it",
+            alert.id
+        );
+    }
+    let key = alert.incident_key();
+    let mut actions = Vec::new();
+    let ticket_id = ensure_ticket(deps, &tenant, &alert, &key, &mut actions).await?;
+    apply_version(deps, &tenant, &alert, &key, &ticket_id, &mut actions).await?;
+    Ok(TicketOutcome {
+        ticket_id,
+        incident_key: key,
+        actions,
+    })
+}
+
+async fn ensure_ticket(
+    deps: &Deps,
+    tenant: &Tenant,
+    alert: &Alert,
+    key: &str,
+    actions: &mut Vec<TicketAction>,
+) -> anyhow::Result<String> {
+    if let Some(rec) = deps.store.get_incident(&tenant.id, key).await? {
+        if let Some(t) = rec.ticket_id {
+            return Ok(t);
+        }
+    }
+    let intent = IncidentRecord {
+        tenant: tenant.id.clone(),
+        key: key.to_string(),
+        ticket_id: None,
+        creator_alert: alert.id.clone(),
+        creator_version: alert.last_update,
+        severity: effective_severity(alert),
+        intent_at: chrono::Utc::now(),
+    };
+    let won = deps.store.create_incident_intent(&intent).await?;
+    let rec = deps
+        .store
+        .get_incident(&tenant.id, key)
+        .await?
+        .ok_or_else(|| anyhow!("incident intent for {key} vanished"))?;
+    if let Some(t) = rec.ticket_id {
+        return Ok(t);
+    }
+    let ext = ext_ticket_id(&tenant.id, key);
+    // Whoever holds the intent creates; a retry of that same message (or anyone, once the
+    // intent is old) first asks OpsRamp whether the ticket was made before a crash.
+    if let Some(found) = deps.tickets.find_by_ext_id(&ext).await? {
+        deps.store
+            .set_incident_ticket(&tenant.id, key, &found)
+            .await?;
+        actions.push(TicketAction::FoundExisting);
+        return Ok(found);
+    }
+    let mine = won || (rec.creator_alert == alert.id && rec.creator_version == alert.last_update);
+    let age = chrono::Utc::now() - rec.intent_at;
+    let stale = age.to_std().unwrap_or_default() > deps.settings.intent_takeover;
+    if !mine && !stale {
+        bail!("ticket for incident {key} is being created by another message; will retry");
+    }
+    let decision = classify(tenant, alert, None);
+    let sev = effective_severity(alert);
+    let ticket = NewTicket {
+        subject: incident::subject(sev, alert.title()),
+        description: incident::description(tenant, alert, &decision),
+        priority: deps.settings.priorities.priority(sev).to_string(),
+        ext_ticket_id: ext,
+        to_email: (!tenant.contacts_to.is_empty()).then(|| tenant.contacts_to.join(",")),
+        cc: (!tenant.contacts_cc.is_empty()).then(|| tenant.contacts_cc.join(",")),
+    };
+    let id = deps.tickets.create(&ticket).await?;
+    deps.store.set_incident_ticket(&tenant.id, key, &id).await?;
+    deps.store
+        .set_incident_severity(&tenant.id, key, sev)
+        .await?;
+    // The creating version's content is the ticket itself: mark it applied.
+    deps.store
+        .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
+        .await?;
+    deps.store
+        .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
+        .await?;
+    tracing::info!(tenant = %tenant.id, incident = ?key, ticket = %id, "ticket created");
+    actions.push(TicketAction::Created);
+    Ok(id)
+}
+
+async fn apply_version(
+    deps: &Deps,
+    tenant: &Tenant,
+    alert: &Alert,
+    key: &str,
+    ticket_id: &str,
+    actions: &mut Vec<TicketAction>,
+) -> anyhow::Result<()> {
+    let applied = deps.store.applied_versions(&tenant.id, key).await?;
+    let this = applied
+        .iter()
+        .find(|v| v.alert_id == alert.id && v.last_update == alert.last_update);
+    if let Some(v) = this {
+        if v.done {
+            if !actions.contains(&TicketAction::Created) {
+                actions.push(TicketAction::AlreadyApplied);
+            }
+            return Ok(());
+        }
+    }
+    // The latest version of this alert already on the ticket, if any.
+    let prev = applied
+        .iter()
+        .filter(|v| v.alert_id == alert.id && v.done && v.last_update != alert.last_update)
+        .max_by_key(|v| v.last_update);
+    if let Some(p) = prev {
+        if p.last_update > alert.last_update {
+            // An older version arriving late: the ticket already shows something newer.
+            deps.store
+                .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
+                .await?;
+            deps.store
+                .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
+                .await?;
+            actions.push(TicketAction::Stale);
+            return Ok(());
+        }
+    }
+    let prev_alert = match prev {
+        Some(p) => {
+            deps.store
+                .get_alert_version(&tenant.id, &p.alert_id, p.last_update)
+                .await?
+        }
+        None => None,
+    };
+    let resumed = !deps
+        .store
+        .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
+        .await?;
+    // Severity first: the subject and priority are what the customer's mail shows.
+    let rec = deps
+        .store
+        .get_incident(&tenant.id, key)
+        .await?
+        .ok_or_else(|| anyhow!("incident {key} has no record"))?;
+    let sev = effective_severity(alert);
+    if sev > rec.severity {
+        deps.tickets
+            .update(
+                ticket_id,
+                &TicketUpdate {
+                    subject: Some(incident::subject(sev, alert.title())),
+                    priority: Some(deps.settings.priorities.priority(sev).to_string()),
+                },
+            )
+            .await?;
+        deps.store
+            .set_incident_severity(&tenant.id, key, sev)
+            .await?;
+    }
+    match incident::update_note(prev_alert.as_ref(), alert) {
+        None => actions.push(TicketAction::NothingNew),
+        Some(note) => {
+            let rid = ext_response_id(&alert.id, alert.last_update);
+            let already = resumed && deps.tickets.has_response(ticket_id, &rid).await?;
+            if !already {
+                deps.tickets.add_response(ticket_id, &note, &rid).await?;
+            }
+            actions.push(TicketAction::Updated);
+        }
+    }
+    deps.store
+        .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
+        .await?;
+    Ok(())
+}

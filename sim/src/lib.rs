@@ -1,0 +1,378 @@
+//! A simulated Microsoft 365 tenant (Entra ID token endpoint, Graph `security/alerts_v2`) and a
+//! simulated OpsRamp, served together over HTTPS.
+//!
+//! Why HTTPS with a generated CA instead of plain HTTP: the real clients (notably
+//! `azure_identity`) refuse non-https authority hosts, and we never want a "disable certificate
+//! verification" switch to exist anywhere in the project. Tests and `mss sim serve` trust
+//! [`Sim::ca_pem`] instead.
+//!
+//! Everything the simulator does follows `/work/shared/spec/microsoft-api.md` and
+//! `/work/shared/spec/opsramp-api.md`; where those say "not documented", the choice made here is
+//! stated in a doc comment next to the code that makes it.
+
+mod faults;
+mod graph;
+mod opsramp;
+mod state;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One simulated Microsoft 365 customer tenant.
+#[derive(Clone)]
+pub struct SimTenant {
+    pub azure_tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Alert versions as Graph would serve them. Several entries may share an `id`: a later
+    /// `lastUpdateDateTime` is an update of the same alert, revealed by the simulated clock.
+    pub alerts: Vec<serde_json::Value>,
+}
+
+/// Hand-written so that a `{:?}` in someone's log line can never leak the client secret.
+impl std::fmt::Debug for SimTenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimTenant")
+            .field("azure_tenant_id", &self.azure_tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("alerts", &self.alerts.len())
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct SimConfig {
+    pub tenants: Vec<SimTenant>,
+    /// e.g. "client_1234"
+    pub opsramp_tenant_id: String,
+    pub opsramp_client_id: String,
+    pub opsramp_client_secret: String,
+    /// OpsRamp tickets are persisted here (JSON, atomic write tmp+rename after each mutation)
+    /// and loaded at start when the file exists, so a second run continues the numbering.
+    pub state_file: Option<PathBuf>,
+    /// true: every alert version is visible regardless of the clock (for `mss sim serve`,
+    /// where nobody drives the clock) and the latest version of each alert is served.
+    pub all_visible: bool,
+    pub start_clock: DateTime<Utc>,
+}
+
+/// Hand-written so that secrets never reach logs.
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("tenants", &self.tenants)
+            .field("opsramp_tenant_id", &self.opsramp_tenant_id)
+            .field("opsramp_client_id", &self.opsramp_client_id)
+            .field("opsramp_client_secret", &"<redacted>")
+            .field("state_file", &self.state_file)
+            .field("all_visible", &self.all_visible)
+            .field("start_clock", &self.start_clock)
+            .finish()
+    }
+}
+
+/// Which simulated endpoint a [`Fault`] applies to.
+///
+/// Mapping of OpsRamp paths: `OpsRampCreate` = `POST incidents`; `OpsRampUpdate` =
+/// `POST incidents/{id}` and `POST incidents/{id}/close`; `OpsRampResponse` =
+/// `POST incidents/{id}/responses`; `OpsRampSearch` = `GET incidents/search` and
+/// `GET incidents/{id}/responses/search` (both are the paginated GETs OpsRamp rate-limits
+/// together); `OpsRampGet` = `GET incidents/{id}`. `OpsRampToken` covers both token paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    EntraToken,
+    GraphAlerts,
+    OpsRampToken,
+    OpsRampCreate,
+    OpsRampUpdate,
+    OpsRampResponse,
+    OpsRampSearch,
+    OpsRampGet,
+}
+
+#[derive(Clone, Debug)]
+pub enum Fault {
+    None,
+    /// The next `times` requests answer 429. Graph: header `Retry-After` = `retry_after`
+    /// (fractional, e.g. "0.25"), body `{"error":{"code":"TooManyRequests",…}}`. OpsRamp: body
+    /// `{"error":"throttled","error_description":"Too Many Requests"}` with `X-RateLimit-Limit`,
+    /// `X-RateLimit-Remaining` and `X-RateLimit-Reset` (= now epoch secs + ceil(retry_after)) and
+    /// no `Retry-After` (OpsRamp documents only the X-RateLimit headers). Entra: an AADSTS-shaped
+    /// `temporarily_unavailable` body with `Retry-After`.
+    TooManyRequests {
+        times: u32,
+        retry_after: f64,
+    },
+    /// The next `times` requests answer `status` (meant for 5xx, any status is accepted).
+    ServerError {
+        times: u32,
+        status: u16,
+    },
+    /// The next `times` requests are delayed by `millis`, then handled normally.
+    Latency {
+        times: u32,
+        millis: u64,
+    },
+    /// OpsRamp API endpoints only (ignored elsewhere, and the count is not consumed there): the
+    /// next `times` requests answer 407 `{"error":"invalid_token",…}` and the presented token is
+    /// invalidated, so the client has to re-authenticate rather than just retry.
+    TokenExpired {
+        times: u32,
+    },
+    /// Random faults for chaos runs: with probability `p429` a 429 (as above), else with
+    /// probability `p5xx` a 503. Never exhausted.
+    Probability {
+        p429: f64,
+        p5xx: f64,
+        retry_after: f64,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimTicket {
+    /// `INC` + 10 digits
+    pub id: String,
+    pub subject: String,
+    pub description: String,
+    pub priority: String,
+    pub status: String,
+    pub ext_ticket_id: Option<String>,
+    pub to_email: Option<String>,
+    pub cc: Option<String>,
+    pub created: String,
+    pub updated: String,
+    /// Count of successful update (`POST incidents/{id}`) and response calls on it; `close` is
+    /// not counted.
+    pub updates: u32,
+    pub responses: Vec<SimResponse>,
+    /// The last full incident object, exactly as `GET incidents/{id}` serves it.
+    pub raw: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimResponse {
+    pub description: String,
+    pub internal: bool,
+    pub ext_ticket_response_id: Option<String>,
+    pub created: String,
+}
+
+/// Request counters. Every request that reaches an endpoint is counted, including the ones
+/// answered by a fault or rejected (bad credentials, bad token), because tests use these to
+/// check how often a client calls, not how often it succeeds.
+#[derive(Clone, Debug, Default)]
+pub struct SimStats {
+    /// Requests to the Entra token endpoint.
+    pub entra_tokens: u64,
+    /// Requests to Graph `security/alerts_v2` (every page counts).
+    pub graph_alert_requests: u64,
+    /// Requests to either OpsRamp token path.
+    pub opsramp_tokens: u64,
+    /// Requests to the OpsRamp `/api/v2/tenants/…` API.
+    pub opsramp_requests: u64,
+}
+
+/// Cheap to clone: all clones drive the same running server.
+#[derive(Clone)]
+pub struct Sim {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct EntraToken {
+    pub tenant: usize,
+    pub resource: String,
+    pub expires: Instant,
+}
+
+pub(crate) struct Inner {
+    pub base_url: String,
+    pub ca_pem: String,
+    pub tenants: Vec<SimTenant>,
+    pub opsramp_tenant_id: String,
+    pub opsramp_client_id: String,
+    pub opsramp_client_secret: String,
+    pub state_file: Option<PathBuf>,
+    pub all_visible: bool,
+    pub clock: Mutex<DateTime<Utc>>,
+    pub faults: Mutex<HashMap<Endpoint, Fault>>,
+    pub stats: Mutex<SimStats>,
+    pub entra_tokens: Mutex<HashMap<String, EntraToken>>,
+    /// OpsRamp token -> expiry.
+    pub opsramp_tokens: Mutex<HashMap<String, Instant>>,
+    pub store: Mutex<state::Store>,
+    server: Mutex<Option<ServerTask>>,
+}
+
+struct ServerTask {
+    handle: axum_server::Handle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// A poisoned lock only means another request panicked; the data is still usable for a
+/// simulator, and refusing every later request would hide the original failure.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    pub(crate) fn count(&self, f: impl FnOnce(&mut SimStats)) {
+        f(&mut lock(&self.stats));
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        *lock(&self.clock)
+    }
+}
+
+/// Opaque random token; long enough that guessing is not a concern even in a test.
+pub(crate) fn random_token(len: usize) -> String {
+    use rand::Rng as _;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+impl Sim {
+    /// Starts the simulator on `listen` (e.g. `127.0.0.1:0` for a free port).
+    pub async fn start(cfg: SimConfig, listen: SocketAddr) -> anyhow::Result<Sim> {
+        // reqwest/azure_core built with "rustls-no-provider" need a process-wide provider;
+        // installing it here means a test only has to start a Sim first. Another component may
+        // already have installed one, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let tls = tls::generate().context("generating the simulator's test CA")?;
+        let store = match &cfg.state_file {
+            Some(p) if p.exists() => state::Store::load(p)?,
+            Some(p) => {
+                // Fail at start, not at the first ticket, when the directory cannot be made.
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                state::Store::default()
+            }
+            None => state::Store::default(),
+        };
+
+        let listener = std::net::TcpListener::bind(listen)
+            .with_context(|| format!("binding simulator on {listen}"))?;
+        listener.set_nonblocking(true)?;
+        let mut addr = listener.local_addr()?;
+        // The certificate only names 127.0.0.1 and localhost; a wildcard bind is reached
+        // through loopback.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let base_url = format!("https://{addr}");
+
+        let inner = Arc::new(Inner {
+            base_url,
+            ca_pem: tls.ca_pem.clone(),
+            tenants: cfg.tenants,
+            opsramp_tenant_id: cfg.opsramp_tenant_id,
+            opsramp_client_id: cfg.opsramp_client_id,
+            opsramp_client_secret: cfg.opsramp_client_secret,
+            state_file: cfg.state_file,
+            all_visible: cfg.all_visible,
+            clock: Mutex::new(cfg.start_clock),
+            faults: Mutex::new(HashMap::new()),
+            stats: Mutex::new(SimStats::default()),
+            entra_tokens: Mutex::new(HashMap::new()),
+            opsramp_tokens: Mutex::new(HashMap::new()),
+            store: Mutex::new(store),
+            server: Mutex::new(None),
+        });
+
+        let app = graph::router()
+            .nest("/opsramp", opsramp::router())
+            .fallback(not_found)
+            .with_state(inner.clone());
+
+        let handle = axum_server::Handle::new();
+        let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config);
+        let server = axum_server::from_tcp_rustls(listener, rustls_config).handle(handle.clone());
+        let join = tokio::spawn(server.serve(app.into_make_service()));
+        *lock(&inner.server) = Some(ServerTask { handle, join });
+        tracing::info!(base_url = %inner.base_url, "simulator listening");
+        Ok(Sim { inner })
+    }
+
+    pub fn base_url(&self) -> String {
+        self.inner.base_url.clone()
+    }
+
+    pub fn ca_pem(&self) -> String {
+        self.inner.ca_pem.clone()
+    }
+
+    /// Token URL is `{authority}/{tenant}/oauth2/v2.0/token`, as with login.microsoftonline.com.
+    pub fn authority_host(&self) -> String {
+        self.inner.base_url.clone()
+    }
+
+    pub fn graph_base(&self) -> String {
+        format!("{}/graph/v1.0", self.inner.base_url)
+    }
+
+    pub fn opsramp_base(&self) -> String {
+        format!("{}/opsramp", self.inner.base_url)
+    }
+
+    pub fn set_clock(&self, now: DateTime<Utc>) {
+        *lock(&self.inner.clock) = now;
+    }
+
+    /// Replaces the fault for that endpoint (counters restart from the new value).
+    pub fn set_fault(&self, endpoint: Endpoint, fault: Fault) {
+        lock(&self.inner.faults).insert(endpoint, fault);
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.inner.faults).clear();
+    }
+
+    /// All incidents in creation order.
+    pub fn tickets(&self) -> Vec<SimTicket> {
+        lock(&self.inner.store).tickets.clone()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        lock(&self.inner.stats).clone()
+    }
+
+    /// Stops accepting connections and waits (at most ~2 s) for in-flight requests. Other
+    /// clones of this `Sim` keep their state readable but the server is gone.
+    pub async fn shutdown(self) {
+        let task = lock(&self.inner.server).take();
+        if let Some(task) = task {
+            task.handle.graceful_shutdown(Some(Duration::from_secs(2)));
+            match task.join.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "simulator server ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "simulator server task failed"),
+            }
+        }
+    }
+}
+
+async fn not_found() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        axum::Json(
+            serde_json::json!({"code": "NOT_FOUND", "message": "No such path in the simulator"}),
+        ),
+    )
+        .into_response()
+}
