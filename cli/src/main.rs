@@ -1,1 +1,348 @@
-fn main() {}
+//! `mss`: the embedded runner, the demo, and the operator's commands.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use shared::domain::alert::Alert;
+use shared::domain::calendar::{self, Calendar, InquiryKind};
+use shared::domain::classify::classify;
+use shared::domain::tenant::Tenant;
+
+mod demo;
+mod scenario;
+mod simserve;
+
+#[derive(Parser)]
+#[command(
+    name = "mss",
+    version,
+    about = "Managed security service automation: Defender alerts → decisions → OpsRamp tickets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole pipeline on the embedded default against the simulated tenants.
+    Demo {
+        /// A scenario file (JSON); default: the built-in three-customer day.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Keep pipeline and simulator state here; a second run continues from it.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Print one JSON object instead of the summary table.
+        #[arg(long)]
+        json: bool,
+        /// Seed of the built-in scenario.
+        #[arg(long, default_value_t = 20261102)]
+        seed: u64,
+        /// Write the built-in scenario to this file and exit (a starting point for your own).
+        #[arg(long)]
+        write_scenario: Option<PathBuf>,
+    },
+    /// Classify alerts (a Graph page, an array, or one alert) against a tenant's criteria.
+    Classify {
+        #[arg(long)]
+        tenant: PathBuf,
+        alerts: PathBuf,
+    },
+    /// Tenant configuration.
+    Tenant {
+        #[command(subcommand)]
+        cmd: TenantCmd,
+    },
+    /// The JST business calendar.
+    Calendar {
+        #[command(subcommand)]
+        cmd: CalendarCmd,
+    },
+    /// When an inquiry's answer is due.
+    Sla {
+        #[arg(long, value_parser = ["general", "business-impact"])]
+        kind: String,
+        #[arg(long)]
+        received: String,
+    },
+    /// Monthly report.
+    Report {
+        #[command(subcommand)]
+        cmd: ReportCmd,
+    },
+    /// The simulated Microsoft 365 tenant and OpsRamp.
+    Sim {
+        #[command(subcommand)]
+        cmd: SimCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCmd {
+    /// Check a tenant file; prints `ok`, or names the bad field and exits 2.
+    Validate { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum CalendarCmd {
+    /// `true` or `false`.
+    BusinessDay { date: String },
+    /// The national holidays of a year, `YYYY-MM-DD<TAB>name`.
+    Holidays { year: i32 },
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// The due date of month YYYY-MM's report (10th business day of the next month).
+    Due {
+        #[arg(long)]
+        month: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCmd {
+    /// Serve a scenario (every alert version visible) until stopped.
+    Serve {
+        #[arg(long)]
+        scenario: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+        #[arg(long)]
+        ca_out: PathBuf,
+    },
+}
+
+/// Input errors exit 2 with a message that says what is wrong; other failures exit 1.
+fn usage<T>(msg: impl Into<String>) -> Result<T, anyhow::Error> {
+    Err(anyhow::Error::new(UsageErr(msg.into())))
+}
+
+#[derive(Debug)]
+struct UsageErr(String);
+impl std::fmt::Display for UsageErr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UsageErr {}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(u) = e.downcast_ref::<UsageErr>() {
+                eprintln!("error: {u}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Demo {
+            scenario,
+            state,
+            json,
+            seed,
+            write_scenario,
+        } => {
+            let sc = match &scenario {
+                Some(p) => scenario::Scenario::load(p)
+                    .map_err(|e| anyhow::Error::new(UsageErr(format!("{e:#}"))))?,
+                None => scenario::builtin(seed),
+            };
+            if let Some(out) = write_scenario {
+                std::fs::write(&out, serde_json::to_string_pretty(&sc)?)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!("{}", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Err(e) = sc.tenants() {
+                return usage(format!("{e:#}"));
+            }
+            runtime()?.block_on(demo::run(demo::DemoOptions {
+                scenario: sc,
+                state,
+                json,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Classify { tenant, alerts } => classify_cmd(&tenant, &alerts),
+        Cmd::Tenant {
+            cmd: TenantCmd::Validate { file },
+        } => {
+            load_tenant(&file)?;
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Calendar { cmd } => calendar_cmd(cmd),
+        Cmd::Sla { kind, received } => {
+            let kind: InquiryKind = match kind.parse() {
+                Ok(k) => k,
+                Err(e) => return usage(format!("--kind: {e}")),
+            };
+            let at = match DateTime::parse_from_rfc3339(received.trim()) {
+                Ok(t) => t,
+                Err(e) => return usage(format!(
+                    "--received {received:?} is not RFC 3339 (e.g. 2026-11-25T16:59:00+09:00): {e}"
+                )),
+            };
+            let due = match Calendar::default().sla_due(kind, at) {
+                Ok(d) => d,
+                Err(e) => return usage(format!("{e}")),
+            };
+            println!(
+                "{}",
+                due.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Report {
+            cmd: ReportCmd::Due { month },
+        } => {
+            let Some((y, m)) = month
+                .split_once('-')
+                .and_then(|(y, m)| Some((y.parse::<i32>().ok()?, m.parse::<u32>().ok()?)))
+                .filter(|(_, m)| (1..=12).contains(m) && month.len() == 7)
+            else {
+                return usage(format!("--month {month:?} is not YYYY-MM"));
+            };
+            match Calendar::default().report_due(y, m) {
+                Ok(d) => println!("{}", d.format("%Y-%m-%d")),
+                Err(e) => return usage(format!("{e}")),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sim {
+            cmd:
+                SimCmd::Serve {
+                    scenario,
+                    listen,
+                    ca_out,
+                },
+        } => {
+            let sc = scenario::Scenario::load(&scenario)
+                .map_err(|e| anyhow::Error::new(UsageErr(format!("{e:#}"))))?;
+            runtime()?.block_on(simserve::serve(sc, &listen, &ca_out))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_tenant(file: &PathBuf) -> anyhow::Result<Tenant> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return usage(format!("{}: {e}", file.display())),
+    };
+    match Tenant::from_toml(&text) {
+        Ok(t) => Ok(t),
+        Err(e) => usage(format!("{}: {e}", file.display())),
+    }
+}
+
+fn classify_cmd(tenant: &PathBuf, alerts: &PathBuf) -> anyhow::Result<ExitCode> {
+    let t = load_tenant(tenant)?;
+    let text = match std::fs::read_to_string(alerts) {
+        Ok(t) => t,
+        Err(e) => return usage(format!("{}: {e}", alerts.display())),
+    };
+    let v: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => return usage(format!("{}: not JSON: {e}", alerts.display())),
+    };
+    let items: Vec<Value> = match v {
+        Value::Array(a) => a,
+        Value::Object(ref o) if o.get("value").is_some_and(Value::is_array) => {
+            o["value"].as_array().cloned().unwrap_or_default()
+        }
+        Value::Object(_) => vec![v],
+        _ => {
+            return usage(format!(
+                "{}: expected a Graph page, an array or one alert",
+                alerts.display()
+            ))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let mut bad = 0;
+    for (i, item) in items.into_iter().enumerate() {
+        match Alert::from_value(item) {
+            Ok(a) => {
+                let d = classify(&t, &a, None);
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"alert_id": a.id, "tenant": t.id, "product": d.product.map(|p| p.as_str()),
+                           "decision": d.kind.as_str(), "reason": d.reason})
+                )?;
+            }
+            Err(e) => {
+                bad += 1;
+                eprintln!("error: item {i}: {e}");
+            }
+        }
+    }
+    Ok(if bad > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn calendar_cmd(cmd: CalendarCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CalendarCmd::BusinessDay { date } => {
+            let d = match NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d") {
+                Ok(d) => d,
+                Err(e) => return usage(format!("{date:?} is not YYYY-MM-DD: {e}")),
+            };
+            if !(calendar::FIRST_SUPPORTED_YEAR..=calendar::LAST_SUPPORTED_YEAR)
+                .contains(&chrono::Datelike::year(&d))
+            {
+                return usage(format!(
+                    "{date}: the calendar covers {}–{}",
+                    calendar::FIRST_SUPPORTED_YEAR,
+                    calendar::LAST_SUPPORTED_YEAR
+                ));
+            }
+            println!("{}", Calendar::default().is_business_day(d));
+        }
+        CalendarCmd::Holidays { year } => match calendar::national_holidays(year) {
+            Ok(list) => {
+                let mut out = std::io::stdout().lock();
+                for (d, name) in list {
+                    writeln!(out, "{}\t{}", d.format("%Y-%m-%d"), name)?;
+                }
+            }
+            Err(e) => return usage(format!("{e}")),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}

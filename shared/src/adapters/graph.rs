@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, bail, Context};
 use async_trait::async_trait;
-use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::credentials::TokenCredential;
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
@@ -15,6 +15,8 @@ use super::http::{self, HttpSettings, RetryPolicy};
 use crate::domain::alert::{Alert, Product};
 use crate::domain::tenant::Tenant;
 use crate::ports::{AlertSource, FetchedItem};
+
+pub use azure_core::credentials::Secret;
 
 pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 

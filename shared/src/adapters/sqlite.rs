@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS alert_versions (
   PRIMARY KEY (tenant, alert_id, last_update));
 CREATE TABLE IF NOT EXISTS malformed (
   tenant TEXT NOT NULL, product TEXT NOT NULL, raw TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS malformed_once ON malformed (tenant, product, raw);
 CREATE TABLE IF NOT EXISTS cursors (
   tenant TEXT NOT NULL, product TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (tenant, product));
 CREATE TABLE IF NOT EXISTS decisions (
@@ -288,7 +289,7 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<()> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO malformed (tenant, product, raw, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO malformed (tenant, product, raw, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![tenant, product.as_str(), raw, reason, ts(at)],
             )
             .map(|_| ())
