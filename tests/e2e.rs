@@ -1,1 +1,523 @@
+//! End to end through the real `mss` binary: scenario → simulator (HTTPS) → Graph client →
+//! SQLite state and queues → classify → OpsRamp client → simulated tickets.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn mss(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mss"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("mss runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn data(name: &str) -> String {
+    format!("{}/../tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+const KAEDE: &str = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
+const AOBA: &str = "0a9b8c7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d";
+
+fn alert(
+    id: &str,
+    at: &str,
+    source: &str,
+    sev: &str,
+    incident: Option<&str>,
+    extra: Value,
+) -> Value {
+    let mut a = json!({
+        "id": id, "lastUpdateDateTime": at, "createdDateTime": at, "serviceSource": source,
+        "severity": sev, "status": "new", "title": format!("Alert {id}"), "tenantId": KAEDE,
+    });
+    if let Some(i) = incident {
+        a["incidentId"] = json!(i);
+    }
+    for (k, v) in extra.as_object().unwrap() {
+        a[k] = v.clone();
+    }
+    a
+}
+
+fn device(group: &str) -> Value {
+    json!([{"@odata.type": "#microsoft.graph.security.deviceEvidence", "rbacGroupName": group, "mdeDeviceId": "d-1", "deviceDnsName": "tky-pc-1"}])
+}
+
+const MDE: &str = "microsoftDefenderForEndpoint";
+const MDO: &str = "microsoftDefenderForOffice365";
+const MDI: &str = "microsoftDefenderForIdentity";
+const IDP: &str = "azureAdIdentityProtection";
+
+/// Shared incidents, updates, a duplicated version, a raised decision, noise, a malformed
+/// item, a misrouted alert, and a second customer reusing the same Defender incident number.
+fn scenario() -> Value {
+    let a1 = alert(
+        "da1",
+        "2026-11-02T00:10:00Z",
+        MDE,
+        "high",
+        Some("100"),
+        json!({"evidence": device("東京本社PC")}),
+    );
+    let a2 = alert(
+        "da2",
+        "2026-11-02T00:20:00Z",
+        MDE,
+        "medium",
+        Some("100"),
+        json!({"evidence": device("東京本社pc")}),
+    );
+    let mut a1v2 = a1.clone();
+    a1v2["lastUpdateDateTime"] = json!("2026-11-02T01:00:00Z");
+    a1v2["status"] = json!("inProgress");
+    let mut a1v3 = a1v2.clone();
+    a1v3["lastUpdateDateTime"] = json!("2026-11-02T02:00:00Z");
+    a1v3["status"] = json!("resolved");
+    a1v3["classification"] = json!("truePositive");
+    let a3 = alert(
+        "da3",
+        "2026-11-02T00:30:00Z",
+        MDE,
+        "low",
+        Some("101"),
+        json!({"evidence": device("東京本社PC")}),
+    );
+    let mut a3v2 = a3.clone();
+    a3v2["lastUpdateDateTime"] = json!("2026-11-02T01:30:00Z");
+    a3v2["severity"] = json!("high");
+    let a4 = alert(
+        "da4",
+        "2026-11-02T00:40:00Z",
+        MDE,
+        "high",
+        Some("103"),
+        json!({"evidence": device("検証環境")}),
+    );
+    let a5 = alert(
+        "fa5",
+        "2026-11-02T00:50:00Z",
+        MDO,
+        "medium",
+        None,
+        json!({"title": "Email messages containing malicious URL removed after delivery"}),
+    );
+    let a6 = alert(
+        "aa6",
+        "2026-11-02T01:05:00Z",
+        MDI,
+        "low",
+        Some("102"),
+        json!({}),
+    );
+    let mut a6v2 = a6.clone();
+    a6v2["lastUpdateDateTime"] = json!("2026-11-02T02:30:00Z");
+    a6v2["severity"] = json!("high");
+    let a7 = alert(
+        "ad7",
+        "2026-11-02T01:10:00Z",
+        IDP,
+        "medium",
+        None,
+        json!({}),
+    );
+    let a8 = alert(
+        "aa8",
+        "2026-11-02T01:15:00Z",
+        MDI,
+        "high",
+        Some("104"),
+        json!({"tenantId": "99999999-9999-4999-8999-999999999999"}),
+    );
+    let bad = json!({"id": "da9", "lastUpdateDateTime": "2026-11-02T00:45:00Z", "serviceSource": MDE, "title": 7});
+    let late = alert(
+        "da10",
+        "2026-11-02T04:00:00Z",
+        MDE,
+        "high",
+        Some("105"),
+        json!({"evidence": device("東京本社PC")}),
+    );
+    let mut b1 = alert(
+        "aa1",
+        "2026-11-02T00:15:00Z",
+        MDI,
+        "medium",
+        Some("100"),
+        json!({}),
+    );
+    b1["tenantId"] = json!(AOBA);
+    json!({
+        "start": "2026-11-02T00:00:00Z",
+        "end": "2026-11-02T03:00:00Z",
+        "tenants": [
+            {"config": {
+                "id": "kaede-shoji", "name": "楓商事株式会社", "azure_tenant_id": KAEDE,
+                "products": ["mde", "mdo", "mdi", "idp"],
+                "contacts": {"to": ["soc@kaede.example"], "cc": ["it@kaede.example", "cso@kaede.example"]},
+                "mde": {"device_groups": ["東京本社PC"], "incident_min_severity": "medium"},
+                "mdo": {"policies": [{"name": "Email messages containing malicious URL removed after delivery", "category": "threat_management", "level": "incident"}]},
+                "mdi": {},
+                "idp": {"incident_min_risk": "high"}},
+             "alerts": [a1, a2, a1v2, a1v3, a3, a3v2, a4, a5.clone(), a5, a6, a6v2, a7, a8, bad, late]},
+            {"config": {
+                "id": "aoba-ginko", "name": "株式会社青葉銀行", "azure_tenant_id": AOBA,
+                "products": ["mdi"], "mdi": {}},
+             "alerts": [b1]}
+        ]
+    })
+}
+
+fn run_demo(scenario: &Path, state: &Path) -> Value {
+    let o = mss(&[
+        "demo",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "demo failed: {}", stderr(&o));
+    serde_json::from_str(&stdout(&o))
+        .unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {}", stdout(&o)))
+}
+
+fn tenant<'a>(r: &'a Value, id: &str) -> &'a Value {
+    r["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap()
+}
+
+fn tickets_by_key(t: &Value) -> BTreeMap<String, Value> {
+    let mut m = BTreeMap::new();
+    for tk in t["tickets"].as_array().unwrap() {
+        let key = tk["incident_key"].as_str().unwrap().to_string();
+        assert!(
+            m.insert(key.clone(), tk.clone()).is_none(),
+            "two tickets for incident key {key}"
+        );
+    }
+    m
+}
+
+#[test]
+fn scenario_gives_one_ticket_per_incident_and_a_rerun_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = dir.path().join("scenario.json");
+    std::fs::write(&sc, serde_json::to_string(&scenario()).unwrap()).unwrap();
+    let state = dir.path().join("state");
+    let r = run_demo(&sc, &state);
+
+    let k = tenant(&r, "kaede-shoji");
+    // da9 is malformed (not an alert), da10 becomes visible only after `end`.
+    assert_eq!(k["alerts"], 8, "{k}");
+    assert_eq!(
+        k["decisions"],
+        json!({"incident": 5, "monitored": 1, "out_of_scope": 2})
+    );
+    let t = tickets_by_key(k);
+    assert_eq!(
+        t.keys().cloned().collect::<Vec<_>>(),
+        vec!["100", "101", "102", "fa5"],
+        "{k}"
+    );
+
+    let t100 = &t["100"];
+    assert_eq!(t100["alert_ids"], json!(["da1", "da2"]));
+    assert_eq!(t100["subject"], "【重大度: 高】Alert da1");
+    assert_eq!(t100["priority"], "Urgent");
+    assert_eq!(t100["status"], "New");
+    // da2 joined (1), da1 went in progress (1), da1 was resolved (1).
+    assert_eq!(t100["updates"], 3, "{t100}");
+
+    // da3 was monitored (low) until its severity rose: then, and only then, a ticket.
+    assert_eq!(t["101"]["alert_ids"], json!(["da3"]));
+    assert_eq!(t["101"]["updates"], 0);
+    assert_eq!(t["101"]["subject"], "【重大度: 高】Alert da3");
+
+    // A raised severity updates the subject and priority (1) and adds a note (1).
+    assert_eq!(t["102"]["subject"], "【重大度: 高】Alert aa6");
+    assert_eq!(t["102"]["priority"], "Urgent");
+    assert_eq!(t["102"]["updates"], 2);
+
+    // No incidentId: the alert id is the key; the duplicated version did nothing more.
+    assert_eq!(t["fa5"]["updates"], 0);
+    assert_eq!(t["fa5"]["priority"], "High");
+    assert_eq!(
+        t["fa5"]["subject"],
+        "【重大度: 中】Email messages containing malicious URL removed after delivery"
+    );
+
+    // Same Defender incident number, other customer: its own ticket.
+    let a = tenant(&r, "aoba-ginko");
+    let ta = tickets_by_key(a);
+    assert_eq!(ta.keys().cloned().collect::<Vec<_>>(), vec!["100"]);
+    assert_ne!(ta["100"]["id"], t100["id"]);
+
+    let all_ids: BTreeSet<_> = r["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| {
+            t["tickets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["id"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(all_ids.len(), 5);
+
+    // The simulated OpsRamp holds the tickets with the tenant's contacts and Japanese text.
+    let sim: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("opsramp-sim.json")).unwrap())
+            .unwrap();
+    let raw = sim.to_string();
+    assert!(!raw.contains("aa8"), "the misrouted alert reached a ticket");
+    assert!(
+        !raw.contains("da4"),
+        "an out-of-scope alert reached a ticket"
+    );
+    assert!(!raw.contains("ad7"), "a monitored alert reached a ticket");
+    let t100_sim = sim["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == t100["id"])
+        .unwrap();
+    assert_eq!(t100_sim["to_email"], "soc@kaede.example");
+    assert_eq!(t100_sim["cc"], "it@kaede.example,cso@kaede.example");
+    assert!(t100_sim["description"]
+        .as_str()
+        .unwrap()
+        .contains("■ お客様: 楓商事株式会社"));
+    let notes: Vec<&str> = t100_sim["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["description"].as_str().unwrap())
+        .collect();
+    assert!(notes[0].starts_with("【アラート追加】"), "{notes:?}");
+    assert!(notes[1].contains("ステータス: 新規 → 対応中"), "{notes:?}");
+    assert!(
+        notes[2].starts_with("【解決】") && notes[2].contains("真陽性"),
+        "{notes:?}"
+    );
+
+    // A second run on the same state creates and updates nothing.
+    let before = std::fs::read_to_string(state.join("opsramp-sim.json")).unwrap();
+    let r2 = run_demo(&sc, &state);
+    assert_eq!(r2, r, "second run changed the outcome");
+    let after = std::fs::read_to_string(state.join("opsramp-sim.json")).unwrap();
+    let tickets = |s: &str| serde_json::from_str::<Value>(s).unwrap()["tickets"].clone();
+    assert_eq!(tickets(&after), tickets(&before));
+
+    // Moving the end later reveals da10 on the next run, as a new ticket: the state continues.
+    let mut later = scenario();
+    later["end"] = json!("2026-11-02T05:00:00Z");
+    std::fs::write(&sc, serde_json::to_string(&later).unwrap()).unwrap();
+    let r3 = run_demo(&sc, &state);
+    let t3 = tickets_by_key(tenant(&r3, "kaede-shoji"));
+    assert_eq!(t3.len(), 5);
+    assert_eq!(t3["105"]["alert_ids"], json!(["da10"]));
+    assert_eq!(t3["100"], t100.clone());
+}
+
+#[test]
+fn builtin_demo_runs_and_is_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mss(&["demo", "--json", "--state", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let tenants = r["tenants"].as_array().unwrap();
+    assert!(tenants.len() >= 3);
+    let mut alerts = 0;
+    for t in tenants {
+        let d = &t["decisions"];
+        let n = t["alerts"].as_u64().unwrap();
+        alerts += n;
+        assert_eq!(
+            d["incident"].as_u64().unwrap()
+                + d["monitored"].as_u64().unwrap()
+                + d["out_of_scope"].as_u64().unwrap(),
+            n
+        );
+        let by_key = tickets_by_key(t);
+        assert!(!by_key.is_empty());
+        let ticketed: usize = by_key
+            .values()
+            .map(|x| x["alert_ids"].as_array().unwrap().len())
+            .sum();
+        assert!(ticketed as u64 <= d["incident"].as_u64().unwrap(), "{t}");
+        for tk in by_key.values() {
+            let s = tk["subject"].as_str().unwrap();
+            assert!(s.starts_with("【重大度: "), "{s}");
+            assert!(["Urgent", "High", "Normal", "Low"].contains(&tk["priority"].as_str().unwrap()));
+        }
+    }
+    assert!(alerts >= 200, "{alerts}");
+    assert!(dir.path().join("mss.sqlite").exists());
+}
+
+#[test]
+fn demo_refuses_a_bad_scenario_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sc = scenario();
+    sc["tenants"][1]["config"]["products"] = json!(["mdi", "xdr"]);
+    let p = dir.path().join("s.json");
+    std::fs::write(&p, sc.to_string()).unwrap();
+    let o = mss(&["demo", "--scenario", p.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("tenants[1].config.products[1]"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn tenant_validate_ok_and_field_named() {
+    let o = mss(&["tenant", "validate", &data("tenant-kaede.toml")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "ok");
+    let o = mss(&["tenant", "validate", &data("bad-tenant.toml")]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("mdo.policies[1].category") && e.contains("threat_management | permissions"),
+        "{e}"
+    );
+    let o = mss(&["tenant", "validate", "/nonexistent/t.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn classify_prints_one_line_per_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = json!({"value": [
+        alert("da1", "2026-11-02T00:10:00Z", MDE, "high", Some("1"), json!({"evidence": device("東京本社PC")})),
+        alert("da2", "2026-11-02T00:10:00Z", MDE, "low", Some("1"), json!({"evidence": device("東京本社PC")})),
+        alert("sn3", "2026-11-02T00:10:00Z", "microsoftSentinel", "high", None, json!({})),
+        alert("ca4", "2026-11-02T00:10:00Z", "microsoftDefenderForCloudApps", "high", None, json!({"title": "Mass download by a single user"})),
+        alert("xx5", "2026-11-02T00:10:00Z", "microsoft365Defender", "high", None, json!({"title": "'\"<script>|\n"})),
+    ]});
+    let p = dir.path().join("page.json");
+    std::fs::write(&p, page.to_string()).unwrap();
+    let o = mss(&[
+        "classify",
+        "--tenant",
+        &data("tenant-kaede.toml"),
+        p.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    let got: Vec<(&str, &str, Value)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["alert_id"].as_str().unwrap(),
+                l["decision"].as_str().unwrap(),
+                l["product"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("da1", "incident", json!("mde")),
+            ("da2", "monitored", json!("mde")),
+            ("sn3", "out_of_scope", Value::Null),
+            ("ca4", "monitored", json!("mda")),
+            ("xx5", "out_of_scope", Value::Null),
+        ]
+    );
+    for l in &lines {
+        assert_eq!(l["tenant"], "kaede-shoji");
+        assert!(!l["reason"].as_str().unwrap().is_empty());
+    }
+    // One alert, and an array, are accepted too.
+    let one = dir.path().join("one.json");
+    std::fs::write(&one, page["value"][0].to_string()).unwrap();
+    let o = mss(&[
+        "classify",
+        "--tenant",
+        &data("tenant-kaede.toml"),
+        one.to_str().unwrap(),
+    ]);
+    assert_eq!(stdout(&o).lines().count(), 1);
+    let arr = dir.path().join("arr.json");
+    std::fs::write(&arr, page["value"].to_string()).unwrap();
+    let o = mss(&[
+        "classify",
+        "--tenant",
+        &data("tenant-kaede.toml"),
+        arr.to_str().unwrap(),
+    ]);
+    assert_eq!(stdout(&o).lines().count(), 5);
+}
+
+#[test]
+fn calendar_commands() {
+    let o = mss(&["calendar", "business-day", "2026-11-03"]);
+    assert_eq!(stdout(&o).trim(), "false"); // 文化の日
+    let o = mss(&["calendar", "business-day", "2026-11-25"]);
+    assert_eq!(stdout(&o).trim(), "true");
+    let o = mss(&["calendar", "business-day", "2026-12-30"]);
+    assert_eq!(stdout(&o).trim(), "false"); // provider's year-end holiday
+    let o = mss(&["calendar", "holidays", "2026"]);
+    assert!(
+        stdout(&o).lines().any(|l| l == "2026-09-22\t休日"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).lines().any(|l| l == "2026-01-01\t元日"));
+    let o = mss(&[
+        "sla",
+        "--kind",
+        "business-impact",
+        "--received",
+        "2026-11-27T16:59:00+09:00",
+    ]);
+    assert_eq!(stdout(&o).trim(), "2026-11-27T17:30:00+09:00");
+    let o = mss(&[
+        "sla",
+        "--kind",
+        "business-impact",
+        "--received",
+        "2026-11-27T08:00:00Z",
+    ]);
+    assert_eq!(stdout(&o).trim(), "2026-11-30T17:30:00+09:00");
+    let o = mss(&[
+        "sla",
+        "--kind",
+        "general",
+        "--received",
+        "2026-11-21T10:00:00+09:00",
+    ]);
+    assert_eq!(stdout(&o).trim(), "2026-11-26T17:30:00+09:00"); // Sat; 23rd 勤労感謝の日
+    let o = mss(&["report", "due", "--month", "2026-01"]);
+    assert_eq!(stdout(&o).trim(), "2026-02-16");
+    let o = mss(&["report", "due", "--month", "2026-13"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = mss(&["sla", "--kind", "general", "--received", "tomorrow"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -210,9 +210,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let at = match DateTime::parse_from_rfc3339(received.trim()) {
                 Ok(t) => t,
-                Err(e) => return usage(format!(
+                Err(e) => {
+                    return usage(format!(
                     "--received {received:?} is not RFC 3339 (e.g. 2026-11-25T16:59:00+09:00): {e}"
-                )),
+                ))
+                }
             };
             let due = match Calendar::default().sla_due(kind, at) {
                 Ok(d) => d,
