@@ -521,3 +521,67 @@ fn calendar_commands() {
     let o = mss(&["sla", "--kind", "general", "--received", "tomorrow"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn no_secret_token_or_alert_text_reaches_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sc = scenario();
+    let hostile = alert(
+        "aa66",
+        "2026-11-02T00:05:00Z",
+        MDI,
+        "high",
+        Some("666"),
+        json!({"title": "Honeypot <script>alert(1)</script>\u{1b}[2J\n\"; drop table x; --", "description": "evil\r\nInjected: line"}),
+    );
+    sc["tenants"][0]["alerts"]
+        .as_array_mut()
+        .unwrap()
+        .push(hostile);
+    let p = dir.path().join("s.json");
+    std::fs::write(&p, sc.to_string()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mss"))
+        .args([
+            "demo",
+            "--scenario",
+            p.to_str().unwrap(),
+            "--state",
+            dir.path().join("st").to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Logs (stderr) carry ids only; the summary (stdout) may show a subject, but never a
+    // terminal control sequence from an alert.
+    let all = stderr(&o);
+    assert!(all.lines().count() > 1000, "trace logging was on");
+    assert!(
+        !stdout(&o).contains('\u{1b}'),
+        "an alert's escape sequence reached the terminal"
+    );
+    for needle in ["simtok", "sim-secret", "sim-opsramp"] {
+        assert!(!stdout(&o).contains(needle));
+    }
+    for needle in [
+        "simtok",
+        "sim-secret",
+        "sim-opsramp",
+        "<script>",
+        "Honeypot",
+        "Injected",
+    ] {
+        let hit = all.lines().find(|l| l.contains(needle));
+        assert!(
+            hit.is_none(),
+            "{needle:?} reached the output: {}",
+            hit.unwrap_or_default()
+                .chars()
+                .take(400)
+                .collect::<String>()
+        );
+    }
+    // The alert text did reach the ticket.
+    let sim = std::fs::read_to_string(dir.path().join("st").join("opsramp-sim.json")).unwrap();
+    assert!(sim.contains("Honeypot <script>"));
+}

@@ -254,7 +254,7 @@ pub fn builtin(seed: u64) -> Scenario {
             let created =
                 start + Duration::minutes(minute) + Duration::seconds(g.rng.random_range(0..60));
             let n = g.next_id();
-            let incident_id = match open_incidents.iter().filter(|(p, _)| *p == product).last() {
+            let incident_id = match open_incidents.iter().rev().find(|(p, _)| *p == product) {
                 Some((_, inc)) if g.chance(0.3) => inc.clone(),
                 _ => {
                     let inc = (1000 + n).to_string();
@@ -346,7 +346,7 @@ pub fn builtin(seed: u64) -> Scenario {
             };
             let id = format!(
                 "{prefix}{:018}_{}",
-                638_000_000_000_000_000u64 % 1_000_000_000_000_000_000 + n * 7919,
+                638_000_000_000_000_000u64 + n * 7919,
                 n
             );
             let first_update = created + Duration::seconds(g.rng.random_range(30..240));

@@ -18,7 +18,7 @@ pub type Result<T> = anyhow::Result<T>;
 /// One item of a Graph page: an alert, or what could not be read as one (kept raw).
 #[derive(Debug, Clone)]
 pub enum FetchedItem {
-    Alert(Alert),
+    Alert(Box<Alert>),
     Malformed { raw: String, reason: String },
 }
 

@@ -143,7 +143,7 @@ async fn token(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes)
             "Bad API credentials",
         );
     }
-    let token = crate::random_token(48);
+    let token = format!("simtok{}", crate::random_token(42));
     lock(&inner.opsramp_tokens).insert(
         token.clone(),
         Instant::now() + Duration::from_secs(TOKEN_EXPIRES_IN),

@@ -268,7 +268,7 @@ impl AlertSource for GraphClient {
                 .ok_or_else(|| anyhow!("Graph page has no `value` array"))?;
             for raw in value {
                 items.push(match Alert::from_value(raw.clone()) {
-                    Ok(a) => FetchedItem::Alert(a),
+                    Ok(a) => FetchedItem::Alert(Box::new(a)),
                     Err(m) => FetchedItem::Malformed {
                         raw: raw.to_string(),
                         reason: m.reason,

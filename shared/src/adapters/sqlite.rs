@@ -175,10 +175,7 @@ impl SqliteStore {
     }
 
     /// (incident key, ticket id, alert ids applied to it) of a tenant.
-    pub fn incidents(
-        &self,
-        tenant: &str,
-    ) -> anyhow::Result<Vec<(String, Option<String>, Vec<String>)>> {
+    pub fn incidents(&self, tenant: &str) -> anyhow::Result<Vec<IncidentSummary>> {
         self.with(|c| {
             let mut st = c.prepare("SELECT key, ticket_id FROM incidents WHERE tenant = ?1 ORDER BY key")?;
             let keys: Vec<(String, Option<String>)> =
@@ -195,6 +192,8 @@ impl SqliteStore {
         })
     }
 }
+
+pub type IncidentSummary = (String, Option<String>, Vec<String>);
 
 fn product_str(p: Option<Product>) -> Option<&'static str> {
     p.map(Product::as_str)

@@ -233,7 +233,8 @@ pub fn description(tenant: &Tenant, alert: &Alert, decision: &Decision) -> Strin
         .unwrap_or("不明");
     let mut d = String::new();
     let mut line = |k: &str, v: &str| {
-        d.push_str("■ ");
+        d.push('■');
+        d.push(' ');
         d.push_str(k);
         d.push_str(": ");
         d.push_str(v);
@@ -276,7 +277,7 @@ pub fn description(tenant: &Tenant, alert: &Alert, decision: &Decision) -> Strin
     if !ev.is_empty() {
         d.push_str("\n■ 証跡の概要\n");
         for l in ev {
-            d.push_str("・");
+            d.push('・');
             d.push_str(&l);
             d.push('\n');
         }

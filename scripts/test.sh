@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite: what the README calls "run all tests", and what CI runs.
+# Fails loudly on anything missing; skips nothing silently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "error: '$1' is not installed — $2" >&2; exit 1; }
+}
+need cargo "install Rust with rustup (https://rustup.rs), toolchain 1.85 or newer"
+need python3 "install Python 3.10+ (Debian: apt-get install python3 python3-venv)"
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE=1
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint (clippy, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+start=$(date +%s)
+cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] || { echo "tests failed" >&2; exit "$status"; }
+
+# One closing line in the plain format CI reads, summed over every test binary.
+python3 - <<'PY'
+import re
+passed = failed = ignored = 0
+for line in open("target/test-output.txt", encoding="utf-8", errors="replace"):
+    m = re.search(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", line)
+    if m:
+        passed += int(m.group(1)); failed += int(m.group(2)); ignored += int(m.group(3))
+if passed == 0:
+    raise SystemExit("error: no test ran")
+print(f"{passed} passed, {failed} failed, {ignored} skipped")
+PY
+echo "took $(( $(date +%s) - start )) s"
