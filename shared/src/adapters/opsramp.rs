@@ -135,7 +135,12 @@ impl OpsRampClient {
                 .await;
             match r {
                 Ok(r) if http::is_retryable_status(r.status()) && attempt < policy.max_attempts => {
-                    tokio::time::sleep(policy.backoff(attempt)).await;
+                    let wait = match server_wait(&r) {
+                        Some(w) if w > policy.max_server_wait => break r,
+                        Some(w) => w.max(Duration::from_millis(50)),
+                        None => policy.backoff(attempt),
+                    };
+                    tokio::time::sleep(wait).await;
                 }
                 Ok(r) => break r,
                 Err(e) if http::is_retryable_error(&e) && attempt < policy.max_attempts => {
@@ -185,6 +190,20 @@ impl OpsRampClient {
         url: url::Url,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
+        self.call_with(method, url, body, true).await
+    }
+
+    /// `retry_ambiguous = false` is for calls that must not be repeated blindly (creating an
+    /// incident, adding a response): after a time-out or a 5xx the first call may have taken
+    /// effect, so an [`Ambiguous`] error is returned for the caller to look before resending.
+    /// Refusals that happen before any effect (429, 407, connection errors) are still retried.
+    async fn call_with(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&Value>,
+        retry_ambiguous: bool,
+    ) -> anyhow::Result<Value> {
         let policy = &self.cfg.retry;
         let mut attempt = 0u32;
         let mut reauthed = false;
@@ -211,16 +230,7 @@ impl OpsRampClient {
                         return serde_json::from_str(&text)
                             .map_err(|e| anyhow!("{what}: response is not JSON: {e}"));
                     }
-                    let reset = r
-                        .headers()
-                        .get("X-RateLimit-Reset")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<f64>().ok());
-                    let retry_after = r
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(http::parse_retry_after);
+                    let server_wait = server_wait(&r);
                     let text = r.text().await.unwrap_or_default();
                     let invalid_token =
                         status == StatusCode::UNAUTHORIZED && text.contains("invalid_token");
@@ -236,16 +246,13 @@ impl OpsRampClient {
                             http::body_excerpt(&text)
                         );
                     }
-                    let server_wait = if status == StatusCode::TOO_MANY_REQUESTS {
-                        reset
-                            .map(|epoch| {
-                                let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-                                Duration::from_secs_f64((epoch - now).clamp(0.0, 86_400.0))
-                            })
-                            .or(retry_after)
-                    } else {
-                        retry_after
-                    };
+                    if !retry_ambiguous && status.is_server_error() {
+                        return Err(anyhow::Error::new(Ambiguous(format!(
+                            "{what}: HTTP {}: {}",
+                            status.as_u16(),
+                            http::body_excerpt(&text)
+                        ))));
+                    }
                     match server_wait {
                         Some(w) if w > policy.max_server_wait => {
                             bail!(
@@ -261,10 +268,60 @@ impl OpsRampClient {
                     if !http::is_retryable_error(&e) || attempt >= policy.max_attempts {
                         bail!("{what}: {} after {attempt} attempt(s)", without_url(&e));
                     }
+                    if !retry_ambiguous && !e.is_connect() {
+                        return Err(anyhow::Error::new(Ambiguous(format!(
+                            "{what}: {}",
+                            without_url(&e)
+                        ))));
+                    }
                     policy.backoff(attempt)
                 }
             };
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends a non-idempotent POST; after an ambiguous failure, OpsRamp is asked whether it
+    /// took effect (`probe`) before the POST is sent again.
+    async fn post_once(
+        &self,
+        url: url::Url,
+        body: &Value,
+        probe: Probe<'_>,
+    ) -> anyhow::Result<Value> {
+        let policy = &self.cfg.retry;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self
+                .call_with(Method::POST, url.clone(), Some(body), false)
+                .await
+            {
+                Err(e) if e.is::<Ambiguous>() && attempt < policy.max_attempts => {
+                    tracing::warn!(error = %e, "OpsRamp call may have taken effect; looking before resending");
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                    let found = match probe {
+                        Probe::Incident { ext_ticket_id } => self
+                            .find_by_ext_id(ext_ticket_id)
+                            .await?
+                            .map(|id| json!({ "id": id })),
+                        Probe::Response {
+                            id,
+                            ext_response_id,
+                        } => self
+                            .has_response(id, ext_response_id)
+                            .await?
+                            .then_some(Value::Null),
+                    };
+                    if let Some(v) = found {
+                        return Ok(v);
+                    }
+                }
+                Err(e) if e.is::<Ambiguous>() => {
+                    bail!("{e} (after {attempt} attempt(s), OpsRamp searched before each resend)")
+                }
+                other => return other,
+            }
         }
     }
 
@@ -307,6 +364,53 @@ impl OpsRampClient {
             page += 1;
         }
     }
+}
+
+/// How to find out whether a POST that got no clear answer took effect.
+#[derive(Clone, Copy)]
+enum Probe<'a> {
+    Incident {
+        ext_ticket_id: &'a str,
+    },
+    Response {
+        id: &'a str,
+        ext_response_id: &'a str,
+    },
+}
+
+/// A failure after which a request may or may not have taken effect on the server.
+#[derive(Debug)]
+struct Ambiguous(String);
+
+impl std::fmt::Display for Ambiguous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Ambiguous {}
+
+/// How long the server asked us to wait: until `X-RateLimit-Reset` (epoch seconds) on a 429,
+/// else `Retry-After` if sent.
+fn server_wait(r: &reqwest::Response) -> Option<Duration> {
+    let retry_after = r
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(http::parse_retry_after);
+    if r.status() != StatusCode::TOO_MANY_REQUESTS {
+        return retry_after;
+    }
+    r.headers()
+        .get("X-RateLimit-Reset")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|epoch| epoch.is_finite())
+        .map(|epoch| {
+            let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+            Duration::from_secs_f64((epoch - now).clamp(0.0, 86_400.0))
+        })
+        .or(retry_after)
 }
 
 fn without_url(e: &reqwest::Error) -> String {
@@ -359,8 +463,16 @@ impl Tickets for OpsRampClient {
         if let Some(cc) = &t.cc {
             body["cc"] = json!(cc);
         }
+        // A create that timed out or got a 5xx may still have made the incident: find it by
+        // extTicketId before creating again, or the customer gets two tickets.
         let v = self
-            .call(Method::POST, self.url(&["incidents"])?, Some(&body))
+            .post_once(
+                self.url(&["incidents"])?,
+                &body,
+                Probe::Incident {
+                    ext_ticket_id: &t.ext_ticket_id,
+                },
+            )
             .await?;
         ticket_id(&v)
     }
@@ -389,10 +501,14 @@ impl Tickets for OpsRampClient {
             "internal": false,
             "extTicketResponseId": ext_response_id,
         });
-        self.call(
-            Method::POST,
+        // Same for a response: a second copy would be a second mail to the customer.
+        self.post_once(
             self.url(&["incidents", id, "responses"])?,
-            Some(&body),
+            &body,
+            Probe::Response {
+                id,
+                ext_response_id,
+            },
         )
         .await?;
         Ok(())

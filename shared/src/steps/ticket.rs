@@ -114,6 +114,16 @@ async fn ensure_ticket(
         deps.store
             .set_incident_ticket(&tenant.id, key, &found)
             .await?;
+        // The intent names the version the ticket was made from: that version's content is
+        // the ticket, so it must not be posted again as an "alert added" note.
+        if rec.creator_alert == alert.id && rec.creator_version == alert.last_update {
+            deps.store
+                .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
+                .await?;
+            deps.store
+                .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
+                .await?;
+        }
         actions.push(TicketAction::FoundExisting);
         return Ok(found);
     }
@@ -164,7 +174,7 @@ async fn apply_version(
         .find(|v| v.alert_id == alert.id && v.last_update == alert.last_update);
     if let Some(v) = this {
         if v.done {
-            if !actions.contains(&TicketAction::Created) {
+            if actions.is_empty() {
                 actions.push(TicketAction::AlreadyApplied);
             }
             return Ok(());
