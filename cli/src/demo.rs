@@ -189,21 +189,25 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         runner::drain(&deps).await?;
     }
 
-    let report = build_report(&tenants, &store, &sim.tickets())?;
-    let dead = store.dead_letters()?;
+    let report = build_report(&tenants, store.as_ref(), &sim.tickets()).await?;
+    let mut dead = 0;
+    for q in QueueName::ALL {
+        dead += store.depth(q).await?.1;
+    }
     if opts.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print_summary(
             &report,
-            &store,
+            store.as_ref(),
             &tenants,
             &state_dir,
             cycles,
             fetch_errors,
-            dead.len(),
+            dead,
             started.elapsed(),
-        )?;
+        )
+        .await?;
     }
     sim.shutdown().await;
     Ok(())
@@ -228,14 +232,14 @@ fn plain_key(key: &str) -> String {
         .unwrap_or_else(|| key.to_string())
 }
 
-pub fn build_report(
+pub async fn build_report(
     tenants: &[shared::domain::tenant::Tenant],
-    store: &SqliteStore,
+    store: &dyn Store,
     sim_tickets: &[SimTicket],
 ) -> anyhow::Result<DemoReport> {
     let mut out = Vec::new();
     for t in tenants {
-        let ids = store.alert_ids(&t.id)?;
+        let ids = store.list_alert_ids(&t.id).await?;
         let mut decisions: BTreeMap<&'static str, usize> = BTreeMap::new();
         for k in [
             DecisionKind::Incident,
@@ -244,13 +248,14 @@ pub fn build_report(
         ] {
             decisions.insert(k.as_str(), 0);
         }
-        for (_, k) in store.decisions(&t.id)? {
+        for (_, k) in store.list_decisions(&t.id).await? {
             *decisions.entry(k.as_str()).or_default() += 1;
         }
         let incidents: HashMap<String, (String, Vec<String>)> = store
-            .incidents(&t.id)?
+            .list_incidents(&t.id)
+            .await?
             .into_iter()
-            .map(|(key, _ticket, alerts)| (ext_ticket_id(&t.id, &key), (key, alerts)))
+            .map(|i| (ext_ticket_id(&t.id, &i.key), (i.key, i.alert_ids)))
             .collect();
         let tickets = sim_tickets
             .iter()
@@ -279,14 +284,14 @@ pub fn build_report(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn print_summary(
+async fn print_summary(
     r: &DemoReport,
-    store: &SqliteStore,
+    store: &dyn Store,
     tenants: &[shared::domain::tenant::Tenant],
     state_dir: &Path,
     cycles: u64,
     fetch_errors: u64,
-    dead: usize,
+    dead: u64,
     took: Duration,
 ) -> anyhow::Result<()> {
     println!();
@@ -316,7 +321,7 @@ fn print_summary(
             tr.decisions.get("out_of_scope").copied().unwrap_or(0),
             tr.tickets.len(),
             tr.tickets.iter().map(|t| t.updates as u64).sum::<u64>(),
-            store.malformed_count(&t.id)?
+            store.malformed_count(&t.id).await?
         );
     }
     println!();

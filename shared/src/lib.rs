@@ -5,7 +5,11 @@
 //! (`ports::Tickets`, `adapters::opsramp`).
 
 pub mod adapters;
+#[doc(hidden)]
+pub mod conformance;
 pub mod domain;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod messages;
 pub mod ports;
 pub mod runner;

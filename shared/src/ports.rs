@@ -157,6 +157,22 @@ pub trait Store: Send + Sync {
         alert_id: &str,
         last_update: DateTime<Utc>,
     ) -> Result<()>;
+
+    // Reads for summaries and reports (not on the hot path).
+    /// Every alert id of a tenant with its current decision, sorted by id.
+    async fn list_decisions(&self, tenant: &str) -> Result<Vec<(String, DecisionKind)>>;
+    /// Distinct alert ids stored for a tenant, sorted.
+    async fn list_alert_ids(&self, tenant: &str) -> Result<Vec<String>>;
+    /// Incidents of a tenant with their ticket and the alert ids applied to it, sorted by key.
+    async fn list_incidents(&self, tenant: &str) -> Result<Vec<IncidentSummary>>;
+    async fn malformed_count(&self, tenant: &str) -> Result<u64>;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentSummary {
+    pub key: String,
+    pub ticket_id: Option<String>,
+    pub alert_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

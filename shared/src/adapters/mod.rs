@@ -1,7 +1,22 @@
 //! Implementations of the ports: HTTP clients for the real services, and the embedded
 //! (SQLite) store and queues.
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Times in stores are written with fixed precision so that text order is time order.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 pub mod graph;
 pub mod http;
 pub mod opsramp;
+#[cfg(feature = "aws")]
+pub mod secrets;
 #[cfg(feature = "embedded")]
 pub mod sqlite;
+#[cfg(feature = "aws")]
+pub mod sqs;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::domain::alert::{Alert, Product};
@@ -17,7 +17,9 @@ use crate::domain::classify::{Decision, DecisionKind};
 use crate::domain::severity::Severity;
 use crate::domain::tenant::{Tenant, TenantFile};
 use crate::messages::{AlertRef, QueueName};
-use crate::ports::{AppliedVersion, IncidentRecord, Queue, Received, Store, StoredDecision};
+use crate::ports::{
+    AppliedVersion, IncidentRecord, IncidentSummary, Queue, Received, Store, StoredDecision,
+};
 
 const SCHEMA: &str = r#"
 PRAGMA journal_mode = WAL;
@@ -53,10 +55,7 @@ CREATE TABLE IF NOT EXISTS dlq (
   receive_count INTEGER NOT NULL, error TEXT NOT NULL, at TEXT NOT NULL);
 "#;
 
-/// Times are stored with fixed precision so text order is time order.
-pub fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
+pub use super::ts;
 
 fn parse_ts(s: &str) -> anyhow::Result<DateTime<Utc>> {
     Ok(DateTime::parse_from_rfc3339(s)
@@ -135,7 +134,7 @@ impl SqliteStore {
         })
     }
 
-    pub fn malformed_count(&self, tenant: &str) -> anyhow::Result<u64> {
+    fn count_malformed(&self, tenant: &str) -> anyhow::Result<u64> {
         self.with(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM malformed WHERE tenant = ?1",
@@ -146,7 +145,7 @@ impl SqliteStore {
     }
 
     /// Every alert id of a tenant with its current decision.
-    pub fn decisions(&self, tenant: &str) -> anyhow::Result<Vec<(String, DecisionKind)>> {
+    fn all_decisions(&self, tenant: &str) -> anyhow::Result<Vec<(String, DecisionKind)>> {
         let rows: Vec<(String, String)> = self.with(|c| {
             let mut st = c.prepare(
                 "SELECT alert_id, kind FROM decisions WHERE tenant = ?1 ORDER BY alert_id",
@@ -164,7 +163,7 @@ impl SqliteStore {
     }
 
     /// Distinct alert ids stored for a tenant.
-    pub fn alert_ids(&self, tenant: &str) -> anyhow::Result<Vec<String>> {
+    fn all_alert_ids(&self, tenant: &str) -> anyhow::Result<Vec<String>> {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT DISTINCT alert_id FROM alert_versions WHERE tenant = ?1 ORDER BY alert_id",
@@ -175,7 +174,7 @@ impl SqliteStore {
     }
 
     /// (incident key, ticket id, alert ids applied to it) of a tenant.
-    pub fn incidents(&self, tenant: &str) -> anyhow::Result<Vec<IncidentSummary>> {
+    fn all_incidents(&self, tenant: &str) -> anyhow::Result<Vec<IncidentSummary>> {
         self.with(|c| {
             let mut st = c.prepare("SELECT key, ticket_id FROM incidents WHERE tenant = ?1 ORDER BY key")?;
             let keys: Vec<(String, Option<String>)> =
@@ -186,14 +185,12 @@ impl SqliteStore {
                     "SELECT DISTINCT alert_id FROM applied WHERE tenant = ?1 AND key = ?2 ORDER BY alert_id",
                 )?;
                 let ids = st.query_map(params![tenant, k], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-                out.push((k, t, ids));
+                out.push(IncidentSummary { key: k, ticket_id: t, alert_ids: ids });
             }
             Ok(out)
         })
     }
 }
-
-pub type IncidentSummary = (String, Option<String>, Vec<String>);
 
 fn product_str(p: Option<Product>) -> Option<&'static str> {
     p.map(Product::as_str)
@@ -513,6 +510,22 @@ impl Store for SqliteStore {
             )
             .map(|_| ())
         })
+    }
+
+    async fn list_decisions(&self, tenant: &str) -> anyhow::Result<Vec<(String, DecisionKind)>> {
+        self.all_decisions(tenant)
+    }
+
+    async fn list_alert_ids(&self, tenant: &str) -> anyhow::Result<Vec<String>> {
+        self.all_alert_ids(tenant)
+    }
+
+    async fn list_incidents(&self, tenant: &str) -> anyhow::Result<Vec<IncidentSummary>> {
+        self.all_incidents(tenant)
+    }
+
+    async fn malformed_count(&self, tenant: &str) -> anyhow::Result<u64> {
+        self.count_malformed(tenant)
     }
 }
 

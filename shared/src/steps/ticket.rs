@@ -16,7 +16,7 @@ use crate::domain::classify::classify;
 use crate::domain::incident::{self, effective_severity};
 use crate::domain::tenant::Tenant;
 use crate::messages::AlertRef;
-use crate::ports::{IncidentRecord, NewTicket, TicketUpdate};
+use crate::ports::{AppliedVersion, IncidentRecord, NewTicket, TicketUpdate};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -168,7 +168,24 @@ async fn apply_version(
     ticket_id: &str,
     actions: &mut Vec<TicketAction>,
 ) -> anyhow::Result<()> {
-    let applied = deps.store.applied_versions(&tenant.id, key).await?;
+    let mut applied = deps.store.applied_versions(&tenant.id, key).await?;
+    let rec = deps
+        .store
+        .get_incident(&tenant.id, key)
+        .await?
+        .ok_or_else(|| anyhow!("incident {key} has no record"))?;
+    // The version the ticket was created from is on the ticket by definition, whether or not
+    // its own message got to record that (another message may have found the ticket first).
+    if !applied
+        .iter()
+        .any(|v| v.alert_id == rec.creator_alert && v.last_update == rec.creator_version)
+    {
+        applied.push(AppliedVersion {
+            alert_id: rec.creator_alert.clone(),
+            last_update: rec.creator_version,
+            done: true,
+        });
+    }
     let this = applied
         .iter()
         .find(|v| v.alert_id == alert.id && v.last_update == alert.last_update);
@@ -211,11 +228,6 @@ async fn apply_version(
         .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
         .await?;
     // Severity first: the subject and priority are what the customer's mail shows.
-    let rec = deps
-        .store
-        .get_incident(&tenant.id, key)
-        .await?
-        .ok_or_else(|| anyhow!("incident {key} has no record"))?;
     let sev = effective_severity(alert);
     if sev > rec.severity {
         deps.tickets

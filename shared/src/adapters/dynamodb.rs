@@ -1,0 +1,734 @@
+//! The cloud store: one DynamoDB table, single-table design. Every item's partition key is
+//! its tenant (`T#<tenant>`); the sort key says what it is. Create-once intents, cursor
+//! moves and decisions use conditional writes, so two invocations racing on the same item
+//! cannot both win. Alert bodies are stored gzip-compressed; one too large for an item goes
+//! to S3 and the item keeps a pointer.
+//!
+//! | sk | item |
+//! |---|---|
+//! | `TENANT` | the tenant's agreed criteria (also listed under pk `TENANTS` for the fetch fan-out) |
+//! | `ALERT#<id>#<lastUpdate>` | one alert version (+ `gsi1pk = T#<tenant>#<YYYY-MM>` month index, `ttl`) |
+//! | `MALFORMED#<hash>` | an item Graph sent that is not an alert, with its raw text |
+//! | `CURSOR#<product>` | the fetch cursor |
+//! | `DECISION#<id>` | the alert's current decision |
+//! | `INC#<key>` | an incident's ticket (intent until `ticket_id` is set) |
+//! | `APPLY#<key>#<id>#<lastUpdate>` | an alert version's effect on the ticket |
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+
+use super::ts;
+use crate::domain::alert::{Alert, Product};
+use crate::domain::classify::{Decision, DecisionKind};
+use crate::domain::severity::Severity;
+use crate::domain::tenant::{Tenant, TenantFile};
+use crate::ports::{AppliedVersion, IncidentRecord, IncidentSummary, Store, StoredDecision};
+
+/// DynamoDB items are limited to 400 KB; bodies above this (compressed) go to S3.
+const INLINE_BODY_MAX: usize = 300 * 1024;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    db: Client,
+    s3: Option<aws_sdk_s3::Client>,
+    table: String,
+    bucket: Option<String>,
+    /// Alert versions and their decisions are kept this long (DynamoDB TTL).
+    pub retention_days: i64,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn pk(tenant: &str) -> AttributeValue {
+    s(format!("T#{tenant}"))
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> anyhow::Result<&'a str> {
+    item.get(k)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| anyhow!("stored item lacks string attribute {k}"))
+}
+
+fn opt_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn parse_ts(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("stored time {s:?}"))?
+        .with_timezone(&Utc))
+}
+
+fn is_conditional<E>(e: &SdkError<E>) -> bool
+where
+    E: std::fmt::Debug + ProvideErrorMetadata,
+{
+    matches!(e, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+fn sdk<E>(what: &str, e: SdkError<E>) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static + ProvideErrorMetadata,
+{
+    let detail = match &e {
+        SdkError::ServiceError(se) => format!(
+            "{}: {}",
+            se.err().code().unwrap_or("error"),
+            se.err().message().unwrap_or("")
+        ),
+        other => format!("{other}"),
+    };
+    anyhow!("DynamoDB {what}: {detail}")
+}
+
+fn gzip(data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data)?;
+    Ok(enc.finish()?)
+}
+
+fn gunzip(data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// A stable short hash for de-duplicating malformed items (FNV-1a; not for security).
+fn fnv(data: &[u8]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}{:08x}", data.len())
+}
+
+impl DynamoStore {
+    pub fn new(db: Client, table: &str, s3: Option<(aws_sdk_s3::Client, String)>) -> DynamoStore {
+        let (s3, bucket) = match s3 {
+            Some((c, b)) => (Some(c), Some(b)),
+            None => (None, None),
+        };
+        DynamoStore {
+            db,
+            s3,
+            table: table.to_string(),
+            bucket,
+            retention_days: 400,
+        }
+    }
+
+    /// Creates the table as template.yaml does (for the local emulator and the demo).
+    pub async fn create_table(&self) -> anyhow::Result<()> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            Projection, ProjectionType, ScalarAttributeType,
+        };
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let key = |n: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+        };
+        let r = self
+            .db
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk")?)
+            .attribute_definitions(attr("sk")?)
+            .attribute_definitions(attr("gsi1pk")?)
+            .attribute_definitions(attr("gsi1sk")?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name("month-index")
+                    .key_schema(key("gsi1pk", KeyType::Hash)?)
+                    .key_schema(key("gsi1sk", KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::KeysOnly)
+                            .build(),
+                    )
+                    .build()?,
+            )
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(se))
+                if se.err().code() == Some("ResourceInUseException") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk("CreateTable", e)),
+        }
+    }
+
+    async fn put_if_absent(&self, item: Item) -> anyhow::Result<bool> {
+        match self
+            .db
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional::<PutItemError>(&e) => Ok(false),
+            Err(e) => Err(sdk("PutItem", e)),
+        }
+    }
+
+    async fn get(&self, pk_v: AttributeValue, sk: &str) -> anyhow::Result<Option<Item>> {
+        let r = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk_v)
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk("GetItem", e))?;
+        Ok(r.item)
+    }
+
+    /// All items of a tenant whose sort key starts with `prefix`, every page.
+    async fn query_prefix(&self, tenant: &str, prefix: &str) -> anyhow::Result<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let r = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", pk(tenant))
+                .expression_attribute_values(":p", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk("Query", e))?;
+            out.extend(r.items.unwrap_or_default());
+            match r.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn ttl(&self) -> AttributeValue {
+        AttributeValue::N((Utc::now().timestamp() + self.retention_days * 86_400).to_string())
+    }
+
+    async fn body_of(&self, item: &Item) -> anyhow::Result<Vec<u8>> {
+        if let Some(AttributeValue::B(b)) = item.get("body") {
+            return gunzip(b.as_ref());
+        }
+        let key = opt_s(item, "body_s3")
+            .ok_or_else(|| anyhow!("alert item has neither body nor body_s3"))?;
+        let (s3, bucket) = match (&self.s3, &self.bucket) {
+            (Some(c), Some(b)) => (c, b),
+            _ => return Err(anyhow!("alert body is in S3 but no bucket is configured")),
+        };
+        let o = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| anyhow!("S3 GetObject {key}: {e}"))?;
+        let bytes = o
+            .body
+            .collect()
+            .await
+            .map_err(|e| anyhow!("S3 body {key}: {e}"))?;
+        gunzip(&bytes.into_bytes())
+    }
+}
+
+fn tenant_from_item(item: &Item) -> anyhow::Result<Tenant> {
+    let j = get_s(item, "config")?;
+    let f: TenantFile = serde_json::from_str(j)?;
+    Tenant::validate(f).map_err(|e| anyhow!("stored tenant no longer validates: {e}"))
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn put_tenant(&self, t: &Tenant) -> anyhow::Result<()> {
+        let json = serde_json::to_string(&t.source)?;
+        for (p, sk) in [
+            (pk(&t.id), "TENANT".to_string()),
+            (s("TENANTS"), format!("T#{}", t.id)),
+        ] {
+            self.db
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", p)
+                .item("sk", s(sk))
+                .item("tenant", s(&t.id))
+                .item("config", s(&json))
+                .send()
+                .await
+                .map_err(|e| sdk("PutItem tenant", e))?;
+        }
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: &str) -> anyhow::Result<Option<Tenant>> {
+        self.get(pk(id), "TENANT")
+            .await?
+            .map(|i| tenant_from_item(&i))
+            .transpose()
+    }
+
+    async fn list_tenants(&self) -> anyhow::Result<Vec<Tenant>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let r = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s("TENANTS"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk("Query tenants", e))?;
+            for i in r.items.unwrap_or_default() {
+                out.push(tenant_from_item(&i)?);
+            }
+            match r.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn put_alert_version(
+        &self,
+        tenant: &str,
+        product: Product,
+        alert: &Alert,
+    ) -> anyhow::Result<bool> {
+        let sk = format!("ALERT#{}#{}", alert.id, ts(alert.last_update));
+        // Cheap existence check first: most fetched versions are already stored (overlap).
+        if self.get(pk(tenant), &sk).await?.is_some() {
+            return Ok(false);
+        }
+        let body = gzip(alert.raw.to_string().as_bytes())?;
+        let mut item: Item = HashMap::new();
+        item.insert("pk".into(), pk(tenant));
+        item.insert("sk".into(), s(&sk));
+        item.insert("alert_id".into(), s(&alert.id));
+        item.insert("last_update".into(), s(ts(alert.last_update)));
+        item.insert("product".into(), s(product.as_str()));
+        item.insert(
+            "gsi1pk".into(),
+            s(format!("T#{tenant}#{}", alert.last_update.format("%Y-%m"))),
+        );
+        item.insert(
+            "gsi1sk".into(),
+            s(format!("{}#{}", ts(alert.last_update), alert.id)),
+        );
+        item.insert("ttl".into(), self.ttl());
+        if body.len() > INLINE_BODY_MAX {
+            let (s3c, bucket) = match (&self.s3, &self.bucket) {
+                (Some(c), Some(b)) => (c, b),
+                _ => return Err(anyhow!("alert {} is {} bytes compressed, too large for DynamoDB, and no bucket is configured", alert.id, body.len())),
+            };
+            let key = format!(
+                "bodies/{tenant}/{}/{}.json.gz",
+                alert.id,
+                alert.last_update.timestamp_millis()
+            );
+            s3c.put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(body.into())
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+                .send()
+                .await
+                .map_err(|e| anyhow!("S3 PutObject {key}: {e}"))?;
+            item.insert("body_s3".into(), s(key));
+        } else {
+            item.insert("body".into(), AttributeValue::B(Blob::new(body)));
+        }
+        self.put_if_absent(item).await
+    }
+
+    async fn get_alert_version(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> anyhow::Result<Option<Alert>> {
+        let Some(item) = self
+            .get(pk(tenant), &format!("ALERT#{alert_id}#{}", ts(last_update)))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let body = self.body_of(&item).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        Alert::from_value(v)
+            .map(Some)
+            .map_err(|e| anyhow!("stored alert {alert_id}: {e}"))
+    }
+
+    async fn record_malformed(
+        &self,
+        tenant: &str,
+        product: Product,
+        raw: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let mut item: Item = HashMap::new();
+        item.insert("pk".into(), pk(tenant));
+        item.insert(
+            "sk".into(),
+            s(format!(
+                "MALFORMED#{}#{}",
+                product.as_str(),
+                fnv(raw.as_bytes())
+            )),
+        );
+        item.insert("product".into(), s(product.as_str()));
+        // Raw text is capped to stay inside the item limit; the reason says what was wrong.
+        let raw_kept: String = raw.chars().take(100_000).collect();
+        item.insert(
+            "raw".into(),
+            AttributeValue::B(Blob::new(gzip(raw_kept.as_bytes())?)),
+        );
+        item.insert("reason".into(), s(reason));
+        item.insert("at".into(), s(ts(at)));
+        item.insert("ttl".into(), self.ttl());
+        self.put_if_absent(item).await.map(|_| ())
+    }
+
+    async fn get_cursor(
+        &self,
+        tenant: &str,
+        product: Product,
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        match self
+            .get(pk(tenant), &format!("CURSOR#{}", product.as_str()))
+            .await?
+        {
+            Some(i) => Ok(Some(parse_ts(get_s(&i, "at")?)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn advance_cursor(
+        &self,
+        tenant: &str,
+        product: Product,
+        to: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let r = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(tenant))
+            .key("sk", s(format!("CURSOR#{}", product.as_str())))
+            .update_expression("SET #at = :to")
+            .condition_expression("attribute_not_exists(#at) OR #at < :to")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":to", s(ts(to)))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional::<UpdateItemError>(&e) => Ok(()),
+            Err(e) => Err(sdk("UpdateItem cursor", e)),
+        }
+    }
+
+    async fn get_decision(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+    ) -> anyhow::Result<Option<StoredDecision>> {
+        let Some(i) = self
+            .get(pk(tenant), &format!("DECISION#{alert_id}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let k = get_s(&i, "kind")?;
+        Ok(Some(StoredDecision {
+            kind: DecisionKind::parse(k).ok_or_else(|| anyhow!("stored decision {k:?}"))?,
+            product: opt_s(&i, "product").and_then(Product::parse),
+            reason: get_s(&i, "reason")?.to_string(),
+            last_update: parse_ts(get_s(&i, "last_update")?)?,
+        }))
+    }
+
+    async fn put_decision(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+        d: &Decision,
+    ) -> anyhow::Result<()> {
+        let rank = (d.kind as u8).to_string();
+        let mut req = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(tenant))
+            .key("sk", s(format!("DECISION#{alert_id}")))
+            .update_expression("SET #kind = :k, #rank = :r, #reason = :reason, #lu = :lu, #alert = :a, #ttl = :ttl")
+            // Same rule as the SQLite store: a higher rank wins; equal rank, the newer version.
+            .condition_expression("attribute_not_exists(#rank) OR #rank < :r OR (#rank = :r AND #lu <= :lu)")
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_names("#rank", "rank")
+            .expression_attribute_names("#reason", "reason")
+            .expression_attribute_names("#lu", "last_update")
+            .expression_attribute_names("#alert", "alert_id")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":k", s(d.kind.as_str()))
+            .expression_attribute_values(":r", AttributeValue::N(rank))
+            .expression_attribute_values(":reason", s(&d.reason))
+            .expression_attribute_values(":lu", s(ts(last_update)))
+            .expression_attribute_values(":a", s(alert_id))
+            .expression_attribute_values(":ttl", self.ttl());
+        if let Some(p) = d.product {
+            req = req
+                .update_expression("SET #kind = :k, #rank = :r, #reason = :reason, #lu = :lu, #alert = :a, #ttl = :ttl, #product = :p")
+                .expression_attribute_names("#product", "product")
+                .expression_attribute_values(":p", s(p.as_str()));
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional::<UpdateItemError>(&e) => Ok(()),
+            Err(e) => Err(sdk("UpdateItem decision", e)),
+        }
+    }
+
+    async fn get_incident(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> anyhow::Result<Option<IncidentRecord>> {
+        let Some(i) = self.get(pk(tenant), &format!("INC#{key}")).await? else {
+            return Ok(None);
+        };
+        let sev = get_s(&i, "severity")?;
+        Ok(Some(IncidentRecord {
+            tenant: tenant.to_string(),
+            key: key.to_string(),
+            ticket_id: opt_s(&i, "ticket_id").map(str::to_string),
+            creator_alert: get_s(&i, "creator_alert")?.to_string(),
+            creator_version: parse_ts(get_s(&i, "creator_version")?)?,
+            severity: Severity::parse(sev).ok_or_else(|| anyhow!("stored severity {sev:?}"))?,
+            intent_at: parse_ts(get_s(&i, "intent_at")?)?,
+        }))
+    }
+
+    async fn create_incident_intent(&self, r: &IncidentRecord) -> anyhow::Result<bool> {
+        let mut item: Item = HashMap::new();
+        item.insert("pk".into(), pk(&r.tenant));
+        item.insert("sk".into(), s(format!("INC#{}", r.key)));
+        item.insert("key".into(), s(&r.key));
+        item.insert("creator_alert".into(), s(&r.creator_alert));
+        item.insert("creator_version".into(), s(ts(r.creator_version)));
+        item.insert("severity".into(), s(r.severity.as_str()));
+        item.insert("intent_at".into(), s(ts(r.intent_at)));
+        if let Some(t) = &r.ticket_id {
+            item.insert("ticket_id".into(), s(t));
+        }
+        self.put_if_absent(item).await
+    }
+
+    async fn set_incident_ticket(
+        &self,
+        tenant: &str,
+        key: &str,
+        ticket_id: &str,
+    ) -> anyhow::Result<()> {
+        let r = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(tenant))
+            .key("sk", s(format!("INC#{key}")))
+            .update_expression("SET ticket_id = :t")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(ticket_id) OR ticket_id = :t)",
+            )
+            .expression_attribute_values(":t", s(ticket_id))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional::<UpdateItemError>(&e) => Err(anyhow!(
+                "incident {key} of {tenant} has another ticket already, or no intent"
+            )),
+            Err(e) => Err(sdk("UpdateItem incident", e)),
+        }
+    }
+
+    async fn set_incident_severity(
+        &self,
+        tenant: &str,
+        key: &str,
+        severity: Severity,
+    ) -> anyhow::Result<()> {
+        self.db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(tenant))
+            .key("sk", s(format!("INC#{key}")))
+            .update_expression("SET severity = :s")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":s", s(severity.as_str()))
+            .send()
+            .await
+            .map_err(|e| sdk("UpdateItem severity", e))?;
+        Ok(())
+    }
+
+    async fn applied_versions(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> anyhow::Result<Vec<AppliedVersion>> {
+        let items = self.query_prefix(tenant, &format!("APPLY#{key}#")).await?;
+        let mut out = Vec::new();
+        for i in items.iter().filter(|i| opt_s(i, "key") == Some(key)) {
+            out.push(AppliedVersion {
+                alert_id: get_s(i, "alert_id")?.to_string(),
+                last_update: parse_ts(get_s(i, "last_update")?)?,
+                done: matches!(i.get("done"), Some(AttributeValue::Bool(true))),
+            });
+        }
+        out.sort_by(|a, b| (a.last_update, &a.alert_id).cmp(&(b.last_update, &b.alert_id)));
+        Ok(out)
+    }
+
+    async fn begin_apply(
+        &self,
+        tenant: &str,
+        key: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let mut item: Item = HashMap::new();
+        item.insert("pk".into(), pk(tenant));
+        item.insert(
+            "sk".into(),
+            s(format!("APPLY#{key}#{alert_id}#{}", ts(last_update))),
+        );
+        item.insert("key".into(), s(key));
+        item.insert("alert_id".into(), s(alert_id));
+        item.insert("last_update".into(), s(ts(last_update)));
+        item.insert("done".into(), AttributeValue::Bool(false));
+        self.put_if_absent(item).await
+    }
+
+    async fn finish_apply(
+        &self,
+        tenant: &str,
+        key: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(tenant))
+            .key(
+                "sk",
+                s(format!("APPLY#{key}#{alert_id}#{}", ts(last_update))),
+            )
+            .update_expression("SET done = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| sdk("UpdateItem apply", e))?;
+        Ok(())
+    }
+
+    async fn list_decisions(&self, tenant: &str) -> anyhow::Result<Vec<(String, DecisionKind)>> {
+        let mut out = Vec::new();
+        for i in self.query_prefix(tenant, "DECISION#").await? {
+            let k = get_s(&i, "kind")?;
+            out.push((
+                get_s(&i, "alert_id")?.to_string(),
+                DecisionKind::parse(k).ok_or_else(|| anyhow!("stored decision {k:?}"))?,
+            ));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn list_alert_ids(&self, tenant: &str) -> anyhow::Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .query_prefix(tenant, "ALERT#")
+            .await?
+            .iter()
+            .filter_map(|i| opt_s(i, "alert_id").map(str::to_string))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn list_incidents(&self, tenant: &str) -> anyhow::Result<Vec<IncidentSummary>> {
+        let applies = self.query_prefix(tenant, "APPLY#").await?;
+        let mut out = Vec::new();
+        for i in self.query_prefix(tenant, "INC#").await? {
+            let key = get_s(&i, "key")?.to_string();
+            let mut alert_ids: Vec<String> = applies
+                .iter()
+                .filter(|a| opt_s(a, "key") == Some(key.as_str()))
+                .filter_map(|a| opt_s(a, "alert_id").map(str::to_string))
+                .collect();
+            alert_ids.sort();
+            alert_ids.dedup();
+            out.push(IncidentSummary {
+                ticket_id: opt_s(&i, "ticket_id").map(str::to_string),
+                key,
+                alert_ids,
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn malformed_count(&self, tenant: &str) -> anyhow::Result<u64> {
+        Ok(self.query_prefix(tenant, "MALFORMED#").await?.len() as u64)
+    }
+}

@@ -1,0 +1,179 @@
+//! Credentials from AWS Secrets Manager, read once per cold start and cached: each tenant's
+//! Azure app registration under `<prefix>azure/<tenant>`, the OpsRamp client under
+//! `<prefix>opsramp`. Values are JSON; they are never logged, and errors name the secret,
+//! never its content.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, Context};
+use azure_core::credentials::Secret;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::graph::AzureAppCredential;
+use super::opsramp::OpsRampCredential;
+
+#[derive(Deserialize)]
+struct AzureSecret {
+    azure_tenant_id: String,
+    client_id: String,
+    client_secret: String,
+}
+
+#[derive(Deserialize)]
+struct OpsRampSecret {
+    client_id: String,
+    client_secret: String,
+}
+
+pub struct SecretStore {
+    client: aws_sdk_secretsmanager::Client,
+    prefix: String,
+    cache: Mutex<HashMap<String, String>>,
+}
+
+impl SecretStore {
+    pub fn new(client: aws_sdk_secretsmanager::Client, prefix: &str) -> SecretStore {
+        SecretStore {
+            client,
+            prefix: prefix.to_string(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn azure_name(&self, tenant: &str) -> String {
+        format!("{}azure/{tenant}", self.prefix)
+    }
+
+    pub fn opsramp_name(&self) -> String {
+        format!("{}opsramp", self.prefix)
+    }
+
+    async fn get(&self, name: &str) -> anyhow::Result<String> {
+        if let Some(v) = self.cache.lock().await.get(name) {
+            return Ok(v.clone());
+        }
+        let r = self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "reading secret {name}: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                )
+            })?;
+        let v = r
+            .secret_string
+            .ok_or_else(|| anyhow!("secret {name} has no string value"))?;
+        self.cache.lock().await.insert(name.to_string(), v.clone());
+        Ok(v)
+    }
+
+    pub async fn azure(&self, tenant: &str) -> anyhow::Result<AzureAppCredential> {
+        let name = self.azure_name(tenant);
+        let s: AzureSecret = serde_json::from_str(&self.get(&name).await?).map_err(|_| {
+            anyhow!("secret {name} is not JSON with azure_tenant_id, client_id, client_secret")
+        })?;
+        Ok(AzureAppCredential {
+            tenant: tenant.to_string(),
+            azure_tenant_id: s.azure_tenant_id,
+            client_id: s.client_id,
+            client_secret: Secret::new(s.client_secret),
+        })
+    }
+
+    pub async fn opsramp(&self) -> anyhow::Result<OpsRampCredential> {
+        let name = self.opsramp_name();
+        let s: OpsRampSecret = serde_json::from_str(&self.get(&name).await?)
+            .map_err(|_| anyhow!("secret {name} is not JSON with client_id, client_secret"))?;
+        Ok(OpsRampCredential {
+            client_id: s.client_id,
+            client_secret: Secret::new(s.client_secret),
+        })
+    }
+
+    /// Writes a secret (operator tooling, the local demo); creates it when missing.
+    pub async fn put(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let r = self
+            .client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await;
+        if r.is_err() {
+            self.client
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "writing secret {name}: {}",
+                        aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                    )
+                })
+                .context("create")?;
+        }
+        self.cache.lock().await.remove(name);
+        Ok(())
+    }
+}
+
+/// Graph access for the cloud shape: a client per tenant, built on first use from that
+/// tenant's secret, so a tenant added to the table is fetched without a redeploy and one
+/// tenant's credential can never be used for another.
+pub struct SecretGraphSource {
+    cfg: super::graph::GraphConfig,
+    secrets: std::sync::Arc<SecretStore>,
+    clients: Mutex<HashMap<String, std::sync::Arc<super::graph::GraphClient>>>,
+}
+
+impl SecretGraphSource {
+    pub fn new(
+        cfg: super::graph::GraphConfig,
+        secrets: std::sync::Arc<SecretStore>,
+    ) -> SecretGraphSource {
+        SecretGraphSource {
+            cfg,
+            secrets,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn client_for(
+        &self,
+        tenant: &str,
+    ) -> anyhow::Result<std::sync::Arc<super::graph::GraphClient>> {
+        let mut map = self.clients.lock().await;
+        if let Some(c) = map.get(tenant) {
+            return Ok(c.clone());
+        }
+        let cred = self.secrets.azure(tenant).await?;
+        let c = std::sync::Arc::new(super::graph::GraphClient::new(
+            self.cfg.clone(),
+            vec![cred],
+        )?);
+        map.insert(tenant.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::AlertSource for SecretGraphSource {
+    async fn fetch(
+        &self,
+        tenant: &crate::domain::tenant::Tenant,
+        product: crate::domain::alert::Product,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Vec<crate::ports::FetchedItem>> {
+        self.client_for(&tenant.id)
+            .await?
+            .fetch(tenant, product, since)
+            .await
+    }
+}

@@ -1,0 +1,419 @@
+//! One conformance suite for every `Store` (and `Queue`) implementation: the same test code
+//! runs against SQLite and against DynamoDB (moto), so the two backends cannot drift apart.
+//! Each check panics with a message naming the broken promise.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+use crate::domain::alert::{Alert, Product};
+use crate::domain::classify::{Decision, DecisionKind};
+use crate::domain::severity::Severity;
+use crate::domain::tenant::Tenant;
+use crate::messages::{AlertRef, QueueName};
+use crate::ports::{IncidentRecord, Queue, Store};
+
+fn t0() -> DateTime<Utc> {
+    "2026-11-02T00:00:00Z".parse().expect("fixed time")
+}
+
+fn tenant(id: &str) -> Tenant {
+    Tenant::from_toml(&format!(
+        "id = \"{id}\"\nname = \"テスト\"\nazure_tenant_id = \"11111111-2222-3333-4444-555555555555\"\nproducts = [\"mdi\"]\n[mdi]\n"
+    ))
+    .expect("test tenant")
+}
+
+fn alert(id: &str, at: DateTime<Utc>, title: &str) -> Alert {
+    Alert::from_value(
+        json!({"id": id, "lastUpdateDateTime": at.to_rfc3339(), "title": title,
+        "serviceSource": "microsoftDefenderForIdentity", "severity": "high"}),
+    )
+    .expect("test alert")
+}
+
+fn decision(kind: DecisionKind, reason: &str) -> Decision {
+    Decision {
+        kind,
+        product: Some(Product::Mdi),
+        reason: reason.into(),
+        tenant_mismatch: false,
+    }
+}
+
+/// Runs every store check. `ns` keeps runs apart on a shared backend (tenant ids carry it).
+pub async fn store_suite(store: Arc<dyn Store>, ns: &str) {
+    tenants(&*store, ns).await;
+    alert_versions(&*store, ns).await;
+    cursors(&*store, ns).await;
+    decisions(&*store, ns).await;
+    incidents(&*store, ns).await;
+    races(store.clone(), ns).await;
+}
+
+async fn tenants(s: &dyn Store, ns: &str) {
+    let a = tenant(&format!("{ns}-a"));
+    let b = tenant(&format!("{ns}-b"));
+    s.put_tenant(&a).await.unwrap();
+    s.put_tenant(&b).await.unwrap();
+    s.put_tenant(&a).await.unwrap();
+    let got = s.get_tenant(&a.id).await.unwrap().expect("tenant stored");
+    assert_eq!(got.source.name, "テスト");
+    assert!(s.get_tenant(&format!("{ns}-zz")).await.unwrap().is_none());
+    let ids: Vec<String> = s
+        .list_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .filter(|i| i.starts_with(ns))
+        .collect();
+    assert_eq!(ids, vec![a.id, b.id], "list_tenants: each once, sorted");
+}
+
+async fn alert_versions(s: &dyn Store, ns: &str) {
+    let t = format!("{ns}-a");
+    let v1 = alert("aa1", t0(), "初版 <b>");
+    let v2 = alert("aa1", t0() + Duration::milliseconds(1), "第二版");
+    assert!(
+        s.put_alert_version(&t, Product::Mdi, &v1).await.unwrap(),
+        "first put is new"
+    );
+    assert!(
+        !s.put_alert_version(&t, Product::Mdi, &v1).await.unwrap(),
+        "same version again is not new"
+    );
+    assert!(
+        s.put_alert_version(&t, Product::Mdi, &v2).await.unwrap(),
+        "a millisecond later is a new version"
+    );
+    let got = s
+        .get_alert_version(&t, "aa1", v1.last_update)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(got.raw, v1.raw, "the raw body round-trips exactly");
+    assert_eq!(got.title(), "初版 <b>");
+    assert!(s
+        .get_alert_version(&t, "aa1", t0() + Duration::seconds(5))
+        .await
+        .unwrap()
+        .is_none());
+    // Tenant-scoped: the other tenant does not see it.
+    assert!(s
+        .get_alert_version(&format!("{ns}-b"), "aa1", v1.last_update)
+        .await
+        .unwrap()
+        .is_none());
+    // A large, incompressible body (≈1 MB of text) still round-trips (DynamoDB: via S3).
+    let mut x: u32 = 12345;
+    let text: String = (0..350_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from_u32(0x4E00 + (x >> 8) % 0x5000).unwrap_or('長')
+        })
+        .collect();
+    let big = alert("aa-big", t0(), &text);
+    s.put_alert_version(&t, Product::Mdi, &big).await.unwrap();
+    let got = s
+        .get_alert_version(&t, "aa-big", t0())
+        .await
+        .unwrap()
+        .expect("big stored");
+    assert_eq!(got.title().chars().count(), 350_000);
+    assert_eq!(
+        s.list_alert_ids(&t).await.unwrap(),
+        vec!["aa-big".to_string(), "aa1".to_string()]
+    );
+    s.record_malformed(&t, Product::Mdi, "{\"id\": 5}", "no id", t0())
+        .await
+        .unwrap();
+    s.record_malformed(&t, Product::Mdi, "{\"id\": 5}", "no id", t0())
+        .await
+        .unwrap();
+    s.record_malformed(&t, Product::Mdi, "[]", "not an object", t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.malformed_count(&t).await.unwrap(),
+        2,
+        "the same malformed item is kept once"
+    );
+}
+
+async fn cursors(s: &dyn Store, ns: &str) {
+    let t = format!("{ns}-a");
+    assert!(s.get_cursor(&t, Product::Mdi).await.unwrap().is_none());
+    s.advance_cursor(&t, Product::Mdi, t0()).await.unwrap();
+    s.advance_cursor(&t, Product::Mdi, t0() - Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_cursor(&t, Product::Mdi).await.unwrap(),
+        Some(t0()),
+        "a cursor never moves back"
+    );
+    s.advance_cursor(&t, Product::Mdi, t0() + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_cursor(&t, Product::Mdi).await.unwrap(),
+        Some(t0() + Duration::minutes(1))
+    );
+    assert!(
+        s.get_cursor(&t, Product::Mde).await.unwrap().is_none(),
+        "cursors are per product"
+    );
+}
+
+async fn decisions(s: &dyn Store, ns: &str) {
+    let t = format!("{ns}-a");
+    use DecisionKind::*;
+    s.put_decision(&t, "aa1", t0(), &decision(Monitored, "m"))
+        .await
+        .unwrap();
+    s.put_decision(
+        &t,
+        "aa1",
+        t0() + Duration::minutes(1),
+        &decision(Incident, "i"),
+    )
+    .await
+    .unwrap();
+    // An older version processed late, or a lower decision, never replaces a higher one.
+    s.put_decision(
+        &t,
+        "aa1",
+        t0() + Duration::minutes(2),
+        &decision(Monitored, "late low"),
+    )
+    .await
+    .unwrap();
+    let d = s.get_decision(&t, "aa1").await.unwrap().expect("decided");
+    assert_eq!((d.kind, d.reason.as_str()), (Incident, "i"));
+    s.put_decision(
+        &t,
+        "aa1",
+        t0() + Duration::minutes(3),
+        &decision(Incident, "newer"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_decision(&t, "aa1").await.unwrap().unwrap().reason,
+        "newer"
+    );
+    s.put_decision(&t, "aa1", t0(), &decision(Incident, "older"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_decision(&t, "aa1").await.unwrap().unwrap().reason,
+        "newer",
+        "an older version at the same rank does not replace a newer one"
+    );
+    s.put_decision(&t, "aa2", t0(), &decision(OutOfScope, "o"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_decisions(&t).await.unwrap(),
+        vec![
+            ("aa1".to_string(), Incident),
+            ("aa2".to_string(), OutOfScope)
+        ]
+    );
+}
+
+fn intent(tenant: &str, key: &str, alert: &str) -> IncidentRecord {
+    IncidentRecord {
+        tenant: tenant.into(),
+        key: key.into(),
+        ticket_id: None,
+        creator_alert: alert.into(),
+        creator_version: t0(),
+        severity: Severity::Medium,
+        intent_at: Utc::now(),
+    }
+}
+
+async fn incidents(s: &dyn Store, ns: &str) {
+    let t = format!("{ns}-a");
+    assert!(s.get_incident(&t, "incident:1").await.unwrap().is_none());
+    assert!(s
+        .create_incident_intent(&intent(&t, "incident:1", "aa1"))
+        .await
+        .unwrap());
+    assert!(
+        !s.create_incident_intent(&intent(&t, "incident:1", "aa2"))
+            .await
+            .unwrap(),
+        "create-once"
+    );
+    let r = s.get_incident(&t, "incident:1").await.unwrap().unwrap();
+    assert_eq!((r.creator_alert.as_str(), r.ticket_id), ("aa1", None));
+    s.set_incident_ticket(&t, "incident:1", "INC0000000001")
+        .await
+        .unwrap();
+    s.set_incident_ticket(&t, "incident:1", "INC0000000001")
+        .await
+        .unwrap();
+    assert!(
+        s.set_incident_ticket(&t, "incident:1", "INC0000000002")
+            .await
+            .is_err(),
+        "a ticket id is never replaced"
+    );
+    assert!(
+        s.set_incident_ticket(&t, "incident:9", "INC0000000003")
+            .await
+            .is_err(),
+        "no ticket without an intent"
+    );
+    s.set_incident_severity(&t, "incident:1", Severity::High)
+        .await
+        .unwrap();
+    let r = s.get_incident(&t, "incident:1").await.unwrap().unwrap();
+    assert_eq!(
+        (r.ticket_id.as_deref(), r.severity),
+        (Some("INC0000000001"), Severity::High)
+    );
+
+    assert!(s.begin_apply(&t, "incident:1", "aa1", t0()).await.unwrap());
+    assert!(
+        !s.begin_apply(&t, "incident:1", "aa1", t0()).await.unwrap(),
+        "apply intent is create-once"
+    );
+    assert!(s
+        .begin_apply(&t, "incident:1", "aa2", t0() + Duration::minutes(1))
+        .await
+        .unwrap());
+    // A key that is a prefix of another must not see the other's records.
+    assert!(s
+        .create_incident_intent(&intent(&t, "incident:12", "aa3"))
+        .await
+        .unwrap());
+    assert!(s.begin_apply(&t, "incident:12", "aa3", t0()).await.unwrap());
+    s.finish_apply(&t, "incident:1", "aa1", t0()).await.unwrap();
+    let v = s.applied_versions(&t, "incident:1").await.unwrap();
+    let got: Vec<(&str, bool)> = v.iter().map(|a| (a.alert_id.as_str(), a.done)).collect();
+    assert_eq!(got, vec![("aa1", true), ("aa2", false)]);
+    let list = s.list_incidents(&t).await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].key, "incident:1");
+    assert_eq!(
+        list[0].alert_ids,
+        vec!["aa1".to_string(), "aa2".to_string()]
+    );
+    assert_eq!(list[0].ticket_id.as_deref(), Some("INC0000000001"));
+    assert!(
+        s.get_incident(&format!("{ns}-b"), "incident:1")
+            .await
+            .unwrap()
+            .is_none(),
+        "incidents are per tenant"
+    );
+}
+
+/// Many writers at once on the same create-once records: exactly one wins each.
+async fn races(s: Arc<dyn Store>, ns: &str) {
+    let t = format!("{ns}-a");
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let s = s.clone();
+        let t = t.clone();
+        set.spawn(async move {
+            let a = s
+                .create_incident_intent(&intent(&t, "incident:race", &format!("aa{i}")))
+                .await
+                .unwrap();
+            let b = s
+                .begin_apply(&t, "incident:race", "aa1", t0())
+                .await
+                .unwrap();
+            let v = alert("aa-race", t0(), "race");
+            let c = s.put_alert_version(&t, Product::Mdi, &v).await.unwrap();
+            (a, b, c)
+        });
+    }
+    let mut wins = (0, 0, 0);
+    while let Some(r) = set.join_next().await {
+        let (a, b, c) = r.unwrap();
+        wins.0 += a as u32;
+        wins.1 += b as u32;
+        wins.2 += c as u32;
+    }
+    assert_eq!(
+        wins,
+        (1, 1, 1),
+        "exactly one writer wins each create-once record"
+    );
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let s = s.clone();
+        let t = t.clone();
+        set.spawn(async move {
+            s.set_incident_ticket(&t, "incident:race", &format!("INC000000010{i}"))
+                .await
+                .is_ok()
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = set.join_next().await {
+        ok += r.unwrap() as u32;
+    }
+    assert_eq!(ok, 1, "exactly one ticket id is recorded for an incident");
+}
+
+/// Queue semantics the steps rely on: batches, at-least-once, release, dead letters.
+/// `max_receive` is the backend's maxReceiveCount; the queue's retry delay must be short.
+pub async fn queue_suite(q: Arc<dyn Queue>, ns: &str, max_receive: u32) {
+    let msgs: Vec<AlertRef> = (0..25)
+        .map(|i| AlertRef::new(&format!("{ns}-a"), &format!("aa{i}"), t0()))
+        .collect();
+    q.send_batch(QueueName::Classify, &msgs).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let batch = q.receive(QueueName::Classify, 10).await.unwrap();
+        assert!(batch.len() <= 10);
+        if batch.is_empty() && got.len() == 25 {
+            break;
+        }
+        for m in batch {
+            got.push(AlertRef::from_json(&m.body).unwrap());
+            q.ack(QueueName::Classify, &m.handle).await.unwrap();
+        }
+    }
+    got.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+    let mut want = msgs.clone();
+    want.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+    assert_eq!(got, want, "every message arrives, once acked it is gone");
+    assert_eq!(q.depth(QueueName::Classify).await.unwrap().0, 0);
+
+    // A message that keeps failing ends in the dead-letter queue, not in a loop.
+    q.send_batch(
+        QueueName::Ticket,
+        &[AlertRef::new(&format!("{ns}-a"), "poison", t0())],
+    )
+    .await
+    .unwrap();
+    let mut receives = 0;
+    for _ in 0..200 {
+        let batch = q.receive(QueueName::Ticket, 10).await.unwrap();
+        for m in &batch {
+            receives += 1;
+            assert_eq!(m.receive_count, receives, "receive count grows");
+            q.nack(QueueName::Ticket, &m.handle, "boom").await.unwrap();
+        }
+        let (live, dead) = q.depth(QueueName::Ticket).await.unwrap();
+        if dead == 1 && live == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(receives, max_receive, "received maxReceiveCount times");
+    assert_eq!(
+        q.depth(QueueName::Ticket).await.unwrap(),
+        (0, 1),
+        "then dead-lettered"
+    );
+}

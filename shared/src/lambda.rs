@@ -1,0 +1,280 @@
+//! What the Lambda binaries share: configuration from the environment, dependencies built
+//! once per cold start, and the handlers that map an event to a step and back. Each binary
+//! in `functions/` is only `main` around one of these handlers.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::graph::GraphConfig;
+use crate::adapters::http::HttpSettings;
+use crate::adapters::opsramp::{OpsRampClient, OpsRampConfig};
+use crate::adapters::secrets::{SecretGraphSource, SecretStore};
+use crate::adapters::sqs::{QueueUrls, SqsQueue};
+use crate::domain::alert::Product;
+use crate::messages::{AlertRef, QueueName, MESSAGE_VERSION};
+use crate::ports::SystemClock;
+use crate::steps::{self, Deps, Settings};
+
+/// The functions' environment, as template.yaml sets it.
+#[derive(Debug, Clone)]
+pub struct CloudEnv {
+    pub table: String,
+    pub classify_queue_url: String,
+    pub ticket_queue_url: String,
+    pub bucket: Option<String>,
+    pub opsramp_base_url: String,
+    pub opsramp_tenant_id: String,
+    pub opsramp_token_path: Option<String>,
+    pub secrets_prefix: String,
+    pub graph_base: Option<String>,
+    pub authority_host: Option<String>,
+    /// A PEM file of an extra CA to trust (the local simulator); never set in production.
+    pub extra_ca_file: Option<String>,
+    /// Only for emulators: where the AWS APIs are (`AWS_ENDPOINT_URL`).
+    pub aws_endpoint_url: Option<String>,
+}
+
+fn var(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).map_err(|_| anyhow!("environment variable {name} is not set"))
+}
+
+fn opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl CloudEnv {
+    pub fn from_env() -> anyhow::Result<CloudEnv> {
+        Ok(CloudEnv {
+            table: var("MSS_TABLE")?,
+            classify_queue_url: var("MSS_CLASSIFY_QUEUE_URL")?,
+            ticket_queue_url: var("MSS_TICKET_QUEUE_URL")?,
+            bucket: opt("MSS_BUCKET"),
+            opsramp_base_url: var("MSS_OPSRAMP_BASE_URL")?,
+            opsramp_tenant_id: var("MSS_OPSRAMP_TENANT_ID")?,
+            opsramp_token_path: opt("MSS_OPSRAMP_TOKEN_PATH"),
+            secrets_prefix: opt("MSS_SECRETS_PREFIX").unwrap_or_else(|| "mss/".into()),
+            graph_base: opt("MSS_GRAPH_BASE"),
+            authority_host: opt("MSS_AUTHORITY_HOST"),
+            extra_ca_file: opt("MSS_EXTRA_CA_FILE"),
+            aws_endpoint_url: opt("AWS_ENDPOINT_URL"),
+        })
+    }
+}
+
+/// Everything a handler needs, built once per cold start.
+pub struct Cloud {
+    pub deps: Deps,
+    pub store: Arc<DynamoStore>,
+    pub secrets: Arc<SecretStore>,
+}
+
+pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
+    let sdk = crate::adapters::aws::sdk_config(env.aws_endpoint_url.as_deref()).await;
+    let s3 = env.bucket.as_ref().map(|b| {
+        (
+            aws_sdk_s3::Client::from_conf(s3_config(&sdk, env.aws_endpoint_url.is_some())),
+            b.clone(),
+        )
+    });
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &env.table,
+        s3,
+    ));
+    let queue = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        QueueUrls {
+            classify: env.classify_queue_url.clone(),
+            ticket: env.ticket_queue_url.clone(),
+            classify_dlq: None,
+            ticket_dlq: None,
+        },
+    ));
+    let secrets = Arc::new(SecretStore::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        &env.secrets_prefix,
+    ));
+    let extra_ca_pem = match &env.extra_ca_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f).with_context(|| format!("reading MSS_EXTRA_CA_FILE {f}"))?,
+        ),
+        None => None,
+    };
+    let http = HttpSettings {
+        extra_ca_pem,
+        ..HttpSettings::default()
+    };
+    let mut graph = GraphConfig {
+        http: http.clone(),
+        ..GraphConfig::default()
+    };
+    if let Some(g) = &env.graph_base {
+        graph.graph_base = g.clone();
+    }
+    if let Some(a) = &env.authority_host {
+        graph.authority_host = a.clone();
+    }
+    let mut ops = OpsRampConfig::new(&env.opsramp_base_url, &env.opsramp_tenant_id);
+    ops.http = http;
+    if let Some(p) = &env.opsramp_token_path {
+        ops.token_path = p.clone();
+    }
+    let tickets = Arc::new(OpsRampClient::new(ops, secrets.opsramp().await?)?);
+    let alerts = Arc::new(SecretGraphSource::new(graph, secrets.clone()));
+    Ok(Cloud {
+        deps: Deps {
+            store: store.clone(),
+            queue,
+            alerts,
+            tickets,
+            clock: Arc::new(SystemClock),
+            settings: Settings::default(),
+        },
+        store,
+        secrets,
+    })
+}
+
+/// moto and other emulators serve S3 on a path, not on a bucket sub-domain.
+pub fn s3_config(sdk: &aws_config::SdkConfig, emulator: bool) -> aws_sdk_s3::Config {
+    aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(emulator)
+        .build()
+}
+
+/// Manual invocation of fetch-alerts: `{"tenant": "kaede-shoji", "product": "mde"}`
+/// (`product` optional: every subscribed product).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FetchRequest {
+    tenant: String,
+    #[serde(default)]
+    product: Option<String>,
+}
+
+/// fetch-alerts: a schedule event (any payload without `tenant`) fetches every tenant ×
+/// product; a manual payload fetches one tenant. Failures of single tenant × products are
+/// reported together after the others ran, as a function error (so the Errors alarm fires).
+pub async fn fetch_handler(deps: &Deps, payload: Value) -> anyhow::Result<Value> {
+    let manual = payload.get("tenant").is_some();
+    let mut outcomes = Vec::new();
+    let mut errors = Vec::new();
+    if manual {
+        let req: FetchRequest = serde_json::from_value(payload).context("manual fetch payload")?;
+        let tenant = deps
+            .store
+            .get_tenant(&req.tenant)
+            .await?
+            .ok_or_else(|| anyhow!("tenant {} is not registered", req.tenant))?;
+        let products = match &req.product {
+            Some(p) => vec![Product::parse(p).ok_or_else(|| {
+                anyhow!("product {p:?} is not one of mde mdo mda mdi idp sentinel")
+            })?],
+            None => tenant.products.clone(),
+        };
+        for p in products {
+            match steps::fetch::run(deps, &tenant.id, p).await {
+                Ok(o) => outcomes.push(o),
+                Err(e) => errors.push(format!("{}/{p}: {e:#}", tenant.id)),
+            }
+        }
+    } else {
+        for r in steps::fetch::run_all(deps).await? {
+            match r {
+                Ok(o) => outcomes.push(o),
+                Err((t, p, e)) => errors.push(format!("{t}/{p}: {e}")),
+            }
+        }
+    }
+    let new: usize = outcomes.iter().map(|o| o.new_versions).sum();
+    if !errors.is_empty() {
+        return Err(anyhow!(
+            "{} fetch(es) failed ({} succeeded, {new} new alert versions queued): {}",
+            errors.len(),
+            outcomes.len(),
+            errors.join("; ")
+        ));
+    }
+    Ok(json!({"fetched": outcomes, "new_versions": new}))
+}
+
+/// Manual invocation of classify / create-ticket: one alert version.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManualRef {
+    tenant: String,
+    alert_id: String,
+    last_update: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    v: Option<u32>,
+}
+
+/// classify and create-ticket: an SQS batch → one step per record, failures reported per
+/// record (`ReportBatchItemFailures`) so one bad message never re-runs the good ones; or a
+/// manual payload `{"tenant","alert_id","last_update"}` → that step's outcome.
+pub async fn queue_handler(deps: &Deps, q: QueueName, payload: Value) -> anyhow::Result<Value> {
+    if payload.get("Records").is_some() {
+        let ev: SqsEvent = serde_json::from_value(payload).context("SQS event")?;
+        let mut resp = SqsBatchResponse::default();
+        for rec in ev.records {
+            let id = rec.message_id.clone().unwrap_or_default();
+            let body = rec.body.unwrap_or_default();
+            if let Err(e) = crate::runner::handle(deps, q, &body).await {
+                tracing::warn!(queue = q.as_str(), message_id = %id, error = ?format!("{e:#}"), "record failed; left for retry");
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                resp.batch_item_failures.push(f);
+            }
+        }
+        return Ok(serde_json::to_value(resp)?);
+    }
+    let m: ManualRef = serde_json::from_value(payload).context(
+        "manual payload: expected {\"tenant\", \"alert_id\", \"last_update\"} or an SQS event",
+    )?;
+    let msg = AlertRef {
+        v: m.v.unwrap_or(MESSAGE_VERSION),
+        tenant: m.tenant,
+        alert_id: m.alert_id,
+        last_update: m.last_update,
+    };
+    Ok(match q {
+        QueueName::Classify => serde_json::to_value(steps::classify::run(deps, &msg).await?)?,
+        QueueName::Ticket => serde_json::to_value(steps::ticket::run(deps, &msg).await?)?,
+    })
+}
+
+/// JSON logs for CloudWatch; level from RUST_LOG (default info).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .try_init();
+}
+
+/// Runs a Lambda handler until the runtime stops: the body of every function's `main`.
+pub async fn serve<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(Value) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Value>>,
+{
+    lambda_runtime::run(lambda_runtime::service_fn(
+        |ev: lambda_runtime::LambdaEvent<Value>| {
+            let fut = handler(ev.payload);
+            async move {
+                fut.await
+                    .map_err(|e| lambda_runtime::Error::from(format!("{e:#}")))
+            }
+        },
+    ))
+    .await
+}
