@@ -585,3 +585,49 @@ fn no_secret_token_or_alert_text_reaches_the_logs() {
     let sim = std::fs::read_to_string(dir.path().join("st").join("opsramp-sim.json")).unwrap();
     assert!(sim.contains("Honeypot <script>"));
 }
+
+/// The same scenario through the cloud shape (DynamoDB, SQS, S3, Secrets Manager on moto,
+/// started by scripts/test.sh) gives exactly the embedded result.
+#[test]
+fn aws_backend_gives_the_embedded_result() {
+    let endpoint = std::env::var("MSS_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("MSS_TEST_AWS_ENDPOINT is not set: run ./scripts/test.sh (it installs and starts moto's server)")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let sc = dir.path().join("scenario.json");
+    std::fs::write(&sc, serde_json::to_string(&scenario()).unwrap()).unwrap();
+    let embedded = run_demo(&sc, &dir.path().join("embedded"));
+    let name = format!("e2e-{}", std::process::id());
+    let run = |state: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_mss"))
+            .args([
+                "demo",
+                "--scenario",
+                sc.to_str().unwrap(),
+                "--state",
+                dir.path().join(state).to_str().unwrap(),
+                "--json",
+                "--backend",
+                "aws",
+                "--endpoint-url",
+                &endpoint,
+                "--aws-name",
+                &name,
+            ])
+            .env("RUST_LOG", "error")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "ap-northeast-1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap()
+    };
+    let cloud = run("cloud");
+    assert_eq!(
+        cloud, embedded,
+        "the cloud shape and the embedded default disagree"
+    );
+    // And a second run on the same state creates nothing new there either.
+    assert_eq!(run("cloud"), embedded);
+}

@@ -19,13 +19,21 @@ use shared::adapters::opsramp::{ext_ticket_id, OpsRampClient, OpsRampConfig, Ops
 use shared::adapters::sqlite::{QueueSettings, SqliteStore};
 use shared::domain::classify::DecisionKind;
 use shared::messages::QueueName;
-use shared::ports::{ManualClock, Queue, Store};
+use shared::ports::{ManualClock, Store};
 use shared::runner;
 use shared::steps::{self, Deps, Settings};
 
 use crate::scenario::Scenario;
 
+pub enum Backend {
+    /// SQLite and in-process queues in the state directory.
+    Embedded,
+    /// DynamoDB, SQS, S3 and Secrets Manager at an emulator's endpoint (moto).
+    Aws { endpoint_url: String, name: String },
+}
+
 pub struct DemoOptions {
+    pub backend: Backend,
     pub scenario: Scenario,
     pub state: Option<PathBuf>,
     pub json: bool,
@@ -110,47 +118,69 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     .await
     .context("starting the simulator")?;
 
-    let http = HttpSettings {
-        extra_ca_pem: Some(sim.ca_pem()),
-        ..HttpSettings::default()
+    let clock = ManualClock::new(opts.scenario.start);
+    let mut deps = match &opts.backend {
+        Backend::Embedded => {
+            let http = HttpSettings {
+                extra_ca_pem: Some(sim.ca_pem()),
+                ..HttpSettings::default()
+            };
+            let graph = GraphClient::new(
+                GraphConfig {
+                    graph_base: sim.graph_base(),
+                    authority_host: sim.authority_host(),
+                    http: http.clone(),
+                    ..GraphConfig::default()
+                },
+                creds,
+            )?;
+            let mut ops_cfg = OpsRampConfig::new(&sim.opsramp_base(), "client_1234");
+            ops_cfg.http = http;
+            let tickets = OpsRampClient::new(
+                ops_cfg,
+                OpsRampCredential {
+                    client_id: "mss-soc".into(),
+                    client_secret: Secret::new(ops_secret),
+                },
+            )?;
+            let s = Arc::new(
+                SqliteStore::open(&state_dir.join("mss.sqlite"))?.with_queue_settings(
+                    QueueSettings {
+                        visibility_timeout: Duration::from_secs(60),
+                        retry_delay: Duration::from_millis(200),
+                        max_receive: 5,
+                    },
+                ),
+            );
+            Deps {
+                store: s.clone(),
+                queue: s,
+                alerts: Arc::new(graph),
+                tickets: Arc::new(tickets),
+                clock: clock.clone(),
+                settings: Settings::default(),
+            }
+        }
+        Backend::Aws { endpoint_url, name } => {
+            let plain: Vec<(String, String, String, String)> = creds
+                .iter()
+                .map(|c| {
+                    (
+                        c.tenant.clone(),
+                        c.azure_tenant_id.clone(),
+                        c.client_id.clone(),
+                        c.client_secret.secret().to_string(),
+                    )
+                })
+                .collect();
+            aws_deps(endpoint_url, name, &plain, &ops_secret, &sim, &state_dir).await?
+        }
     };
-    let graph = GraphClient::new(
-        GraphConfig {
-            graph_base: sim.graph_base(),
-            authority_host: sim.authority_host(),
-            http: http.clone(),
-            ..GraphConfig::default()
-        },
-        creds,
-    )?;
-    let mut ops_cfg = OpsRampConfig::new(&sim.opsramp_base(), "client_1234");
-    ops_cfg.http = http;
-    let tickets = OpsRampClient::new(
-        ops_cfg,
-        OpsRampCredential {
-            client_id: "mss-soc".into(),
-            client_secret: Secret::new(ops_secret),
-        },
-    )?;
-    let store = Arc::new(
-        SqliteStore::open(&state_dir.join("mss.sqlite"))?.with_queue_settings(QueueSettings {
-            visibility_timeout: Duration::from_secs(60),
-            retry_delay: Duration::from_millis(200),
-            max_receive: 5,
-        }),
-    );
+    deps.clock = clock.clone();
+    let (store, queue) = (deps.store.clone(), deps.queue.clone());
     for t in &tenants {
         store.put_tenant(t).await?;
     }
-    let clock = ManualClock::new(opts.scenario.start);
-    let deps = Deps {
-        store: store.clone(),
-        queue: store.clone(),
-        alerts: Arc::new(graph),
-        tickets: Arc::new(tickets),
-        clock: clock.clone(),
-        settings: Settings::default(),
-    };
 
     let mut t = opts.scenario.start;
     let mut cycles = 0u64;
@@ -180,8 +210,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     // Once more at the end, then let released messages (failed steps) run out their retries.
     fetch_errors += cycle(&deps).await?;
     for _ in 0..50 {
-        let (c, _) = store.depth(QueueName::Classify).await?;
-        let (k, _) = store.depth(QueueName::Ticket).await?;
+        let (c, _) = queue.depth(QueueName::Classify).await?;
+        let (k, _) = queue.depth(QueueName::Ticket).await?;
         if c + k == 0 {
             break;
         }
@@ -192,7 +222,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let report = build_report(&tenants, store.as_ref(), &sim.tickets()).await?;
     let mut dead = 0;
     for q in QueueName::ALL {
-        dead += store.depth(q).await?.1;
+        dead += queue.depth(q).await?.1;
     }
     if opts.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -341,11 +371,61 @@ async fn print_summary(
     println!();
     println!("fetch errors retried: {fetch_errors}; messages in dead-letter queues: {dead}");
     println!("state: {}", state_dir.display());
-    println!("  mss.sqlite         pipeline state (alerts, decisions, incidents, queues)");
+    if state_dir.join("mss.sqlite").exists() {
+        println!("  mss.sqlite         pipeline state (alerts, decisions, incidents, queues)");
+    } else {
+        println!(
+            "  (pipeline state is in the emulator's DynamoDB table mss-demo-table and SQS queues)"
+        );
+    }
     println!("  opsramp-sim.json   the simulated OpsRamp's tickets");
     println!(
         "run again with --state {} to continue from there",
         state_dir.display()
     );
     Ok(())
+}
+
+/// The cloud shape on an emulator: the same adapters the Lambda functions use, built by the
+/// same `shared::lambda::init`, with the credentials going through Secrets Manager.
+async fn aws_deps(
+    endpoint_url: &str,
+    name: &str,
+    creds: &[(String, String, String, String)],
+    ops_secret: &str,
+    sim: &Sim,
+    state_dir: &Path,
+) -> anyhow::Result<Deps> {
+    let prov = shared::lambda::provision_emulator(endpoint_url, name)
+        .await
+        .with_context(|| format!("preparing the emulator at {endpoint_url}"))?;
+    let ca = state_dir.join("sim-ca.pem");
+    std::fs::write(&ca, sim.ca_pem())?;
+    let env = shared::lambda::CloudEnv {
+        table: prov.table.clone(),
+        classify_queue_url: prov.queues.classify.clone(),
+        ticket_queue_url: prov.queues.ticket.clone(),
+        bucket: Some(prov.bucket.clone()),
+        opsramp_base_url: sim.opsramp_base(),
+        opsramp_tenant_id: "client_1234".into(),
+        opsramp_token_path: None,
+        secrets_prefix: format!("{name}/"),
+        graph_base: Some(sim.graph_base()),
+        authority_host: Some(sim.authority_host()),
+        extra_ca_file: Some(ca.display().to_string()),
+        aws_endpoint_url: Some(endpoint_url.to_string()),
+        classify_dlq_url: prov.queues.classify_dlq.clone(),
+        ticket_dlq_url: prov.queues.ticket_dlq.clone(),
+        queue_retry_delay_s: Some(1),
+    };
+    let secrets = env.secret_store().await;
+    for (tenant, azure, client_id, secret) in creds {
+        let v = serde_json::json!({"azure_tenant_id": azure, "client_id": client_id, "client_secret": secret});
+        secrets
+            .put(&secrets.azure_name(tenant), &v.to_string())
+            .await?;
+    }
+    let v = serde_json::json!({"client_id": "mss-soc", "client_secret": ops_secret});
+    secrets.put(&secrets.opsramp_name(), &v.to_string()).await?;
+    Ok(shared::lambda::init(&env).await?.deps)
 }

@@ -48,6 +48,16 @@ enum Cmd {
         /// Write the built-in scenario to this file and exit (a starting point for your own).
         #[arg(long)]
         write_scenario: Option<PathBuf>,
+        /// `embedded` (SQLite + in-process queues) or `aws` (DynamoDB, SQS, S3, Secrets
+        /// Manager at --endpoint-url: try the cloud shape locally against moto).
+        #[arg(long, default_value = "embedded", value_parser = ["embedded", "aws"])]
+        backend: String,
+        /// The AWS API endpoint for --backend aws, e.g. http://127.0.0.1:5000 (moto).
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// Name prefix of the emulator's table, queues, bucket and secrets (--backend aws).
+        #[arg(long, default_value = "mss-demo")]
+        aws_name: String,
     },
     /// Classify alerts (a Graph page, an array, or one alert) against a tenant's criteria.
     Classify {
@@ -88,6 +98,17 @@ enum Cmd {
 enum TenantCmd {
     /// Check a tenant file; prints `ok`, or names the bad field and exits 2.
     Validate { file: PathBuf },
+    /// Validate, then store a tenant: in the embedded state (--state DIR), or in the cloud
+    /// table (--table NAME, with --endpoint-url for an emulator).
+    Put {
+        file: PathBuf,
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[arg(long)]
+        table: Option<String>,
+        #[arg(long)]
+        endpoint_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -172,7 +193,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             seed,
             write_scenario,
+            backend,
+            endpoint_url,
+            aws_name,
         } => {
+            let backend =
+                match (backend.as_str(), endpoint_url) {
+                    ("aws", Some(u)) => demo::Backend::Aws {
+                        endpoint_url: u,
+                        name: aws_name,
+                    },
+                    ("aws", None) => return usage(
+                        "--backend aws needs --endpoint-url (e.g. http://127.0.0.1:5000 for moto)",
+                    ),
+                    (_, Some(_)) => return usage("--endpoint-url goes with --backend aws"),
+                    _ => demo::Backend::Embedded,
+                };
             let sc = match &scenario {
                 Some(p) => scenario::Scenario::load(p)
                     .map_err(|e| anyhow::Error::new(UsageErr(format!("{e:#}"))))?,
@@ -188,6 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return usage(format!("{e:#}"));
             }
             runtime()?.block_on(demo::run(demo::DemoOptions {
+                backend,
                 scenario: sc,
                 state,
                 json,
@@ -200,6 +237,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             load_tenant(&file)?;
             println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Tenant {
+            cmd:
+                TenantCmd::Put {
+                    file,
+                    state,
+                    table,
+                    endpoint_url,
+                },
+        } => {
+            let t = load_tenant(&file)?;
+            let store: std::sync::Arc<dyn shared::ports::Store> = match (state, table) {
+                (Some(dir), None) => {
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    std::sync::Arc::new(shared::adapters::sqlite::SqliteStore::open(
+                        &dir.join("mss.sqlite"),
+                    )?)
+                }
+                (None, Some(table)) => runtime()?.block_on(async {
+                    let sdk = shared::adapters::aws::sdk_config(endpoint_url.as_deref()).await;
+                    std::sync::Arc::new(shared::adapters::dynamodb::DynamoStore::from_sdk(
+                        &sdk, &table,
+                    )) as std::sync::Arc<dyn shared::ports::Store>
+                }),
+                _ => return usage("tenant put needs exactly one of --state DIR or --table NAME"),
+            };
+            runtime()?.block_on(store.put_tenant(&t))?;
+            println!(
+                "stored {} ({})",
+                t.id,
+                t.products
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Calendar { cmd } => calendar_cmd(cmd),

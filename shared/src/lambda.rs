@@ -37,6 +37,11 @@ pub struct CloudEnv {
     pub extra_ca_file: Option<String>,
     /// Only for emulators: where the AWS APIs are (`AWS_ENDPOINT_URL`).
     pub aws_endpoint_url: Option<String>,
+    /// Dead-letter queues, for depth reports (optional).
+    pub classify_dlq_url: Option<String>,
+    pub ticket_dlq_url: Option<String>,
+    /// How long a message released by the embedded-style consumer stays invisible.
+    pub queue_retry_delay_s: Option<u64>,
 }
 
 fn var(name: &str) -> anyhow::Result<String> {
@@ -62,7 +67,19 @@ impl CloudEnv {
             authority_host: opt("MSS_AUTHORITY_HOST"),
             extra_ca_file: opt("MSS_EXTRA_CA_FILE"),
             aws_endpoint_url: opt("AWS_ENDPOINT_URL"),
+            classify_dlq_url: opt("MSS_CLASSIFY_DLQ_URL"),
+            ticket_dlq_url: opt("MSS_TICKET_DLQ_URL"),
+            queue_retry_delay_s: opt("MSS_QUEUE_RETRY_DELAY_S").and_then(|v| v.parse().ok()),
         })
+    }
+
+    /// The secrets the functions read, for tooling that writes them (demo, smoke test).
+    pub async fn secret_store(&self) -> SecretStore {
+        let sdk = crate::adapters::aws::sdk_config(self.aws_endpoint_url.as_deref()).await;
+        SecretStore::new(
+            aws_sdk_secretsmanager::Client::new(&sdk),
+            &self.secrets_prefix,
+        )
     }
 }
 
@@ -86,15 +103,19 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
         &env.table,
         s3,
     ));
-    let queue = Arc::new(SqsQueue::new(
+    let mut queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         QueueUrls {
             classify: env.classify_queue_url.clone(),
             ticket: env.ticket_queue_url.clone(),
-            classify_dlq: None,
-            ticket_dlq: None,
+            classify_dlq: env.classify_dlq_url.clone(),
+            ticket_dlq: env.ticket_dlq_url.clone(),
         },
-    ));
+    );
+    if let Some(d) = env.queue_retry_delay_s {
+        queue.retry_delay = std::time::Duration::from_secs(d);
+    }
+    let queue = Arc::new(queue);
     let secrets = Arc::new(SecretStore::new(
         aws_sdk_secretsmanager::Client::new(&sdk),
         &env.secrets_prefix,
@@ -277,4 +298,45 @@ where
         },
     ))
     .await
+}
+
+/// What `provision_emulator` created.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub table: String,
+    pub bucket: String,
+    pub queues: QueueUrls,
+}
+
+/// Creates the table, bucket and queues template.yaml declares, on an emulator (moto):
+/// for `mss demo --backend aws` and the local Lambda smoke test. Idempotent.
+pub async fn provision_emulator(endpoint_url: &str, name: &str) -> anyhow::Result<Provisioned> {
+    let sdk = crate::adapters::aws::sdk_config(Some(endpoint_url)).await;
+    let table = format!("{name}-table");
+    let bucket = format!("{name}-bodies");
+    let s3 = aws_sdk_s3::Client::from_conf(s3_config(&sdk, true));
+    let r = s3
+        .create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::ApNortheast1)
+                .build(),
+        )
+        .send()
+        .await;
+    if let Err(e) = r {
+        let e = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+        if !e.contains("BucketAlreadyOwnedByYou") && !e.contains("BucketAlreadyExists") {
+            return Err(anyhow!("S3 CreateBucket {bucket}: {e}"));
+        }
+    }
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table, None);
+    store.create_table().await?;
+    let queues = SqsQueue::create_queues(&aws_sdk_sqs::Client::new(&sdk), name, 360, 5).await?;
+    Ok(Provisioned {
+        table,
+        bucket,
+        queues,
+    })
 }

@@ -229,6 +229,9 @@ async fn rig() -> CloudRig {
         authority_host: Some(sim.authority_host()),
         extra_ca_file: Some(ca.display().to_string()),
         aws_endpoint_url: Some(endpoint()),
+        classify_dlq_url: None,
+        ticket_dlq_url: None,
+        queue_retry_delay_s: None,
     };
     let mut cloud = lambda::init(&env).await.expect("cold start");
     // One clock, injected: simulated time moves for Graph and for the functions together.

@@ -133,6 +133,10 @@ impl DynamoStore {
         }
     }
 
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, table: &str) -> DynamoStore {
+        DynamoStore::new(Client::new(sdk), table, None)
+    }
+
     /// Creates the table as template.yaml does (for the local emulator and the demo).
     pub async fn create_table(&self) -> anyhow::Result<()> {
         use aws_sdk_dynamodb::types::{
