@@ -15,22 +15,44 @@ export RUST_BACKTRACE=1
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "dev tools (pinned, into .venv/: moto, cfn-lint, cargo-lambda)"
+./scripts/dev-tools.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+# The AWS emulator for the cloud-shape tests; stopped however this script ends.
+step "moto server"
+MOTO_URL="$(./scripts/moto-server.sh start)"
+trap './scripts/moto-server.sh stop >/dev/null 2>&1 || true' EXIT
+export MSS_TEST_AWS_ENDPOINT="$MOTO_URL"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=ap-northeast-1
+echo "moto at $MOTO_URL"
+
+step "SAM template (cfn-lint)"
+cfn-lint template.yaml
+
 step "format"
 cargo fmt --all -- --check
 
 step "lint (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests"
 start=$(date +%s)
+step "tests"
 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || { echo "tests failed" >&2; exit "$status"; }
+
+step "Lambda functions: cargo lambda build, real binaries behind the runtime API emulator"
+.venv/bin/python scripts/lambda_smoke.py 2>&1 | tee target/lambda-smoke.txt
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "Lambda smoke test failed" >&2; exit 1; }
 
 # One closing line in the plain format CI reads, summed over every test binary.
 python3 - <<'PY'
 import re
 passed = failed = ignored = 0
+# The Lambda smoke run counts as one more passed test.
+if "lambda smoke: ok" in open("target/lambda-smoke.txt", encoding="utf-8", errors="replace").read():
+    passed += 1
 for line in open("target/test-output.txt", encoding="utf-8", errors="replace"):
     m = re.search(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", line)
     if m:

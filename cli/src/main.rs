@@ -92,6 +92,23 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SimCmd,
     },
+    /// Local cloud tooling (emulators only).
+    Cloud {
+        #[command(subcommand)]
+        cmd: CloudCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CloudCmd {
+    /// Create the table, bucket and queues of template.yaml on an emulator (moto); prints
+    /// their names and URLs as JSON. Idempotent.
+    ProvisionEmulator {
+        #[arg(long)]
+        endpoint_url: String,
+        #[arg(long, default_value = "mss-local")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -317,6 +334,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Cloud { cmd } => cloud_cmd(cmd),
         Cmd::Sim {
             cmd:
                 SimCmd::Serve {
@@ -328,6 +346,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let sc = scenario::Scenario::load(&scenario)
                 .map_err(|e| anyhow::Error::new(UsageErr(format!("{e:#}"))))?;
             runtime()?.block_on(simserve::serve(sc, &listen, &ca_out))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn cloud_cmd(cmd: CloudCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CloudCmd::ProvisionEmulator { endpoint_url, name } => {
+            let p =
+                runtime()?.block_on(shared::lambda::provision_emulator(&endpoint_url, &name))?;
+            println!(
+                "{}",
+                json!({"table": p.table, "bucket": p.bucket,
+                       "classify_queue_url": p.queues.classify, "ticket_queue_url": p.queues.ticket,
+                       "classify_dlq_url": p.queues.classify_dlq, "ticket_dlq_url": p.queues.ticket_dlq})
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -98,12 +98,19 @@ pub async fn run_all(
     deps: &Deps,
 ) -> anyhow::Result<Vec<Result<FetchOutcome, (String, String, String)>>> {
     let tenants = deps.store.list_tenants().await?;
+    // Bounded: Graph allows 150 requests/min per tenant, but the process's sockets, the
+    // store's write capacity and Lambda's memory do not scale with the tenant count.
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        deps.settings.fetch_concurrency.max(1),
+    ));
     let mut set = tokio::task::JoinSet::new();
     for t in tenants {
         for p in t.products.clone() {
             let d = deps.clone();
             let id = t.id.clone();
+            let limit = limit.clone();
             set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
                 run(&d, &id, p)
                     .await
                     .map_err(|e| (id.clone(), p.to_string(), format!("{e:#}")))

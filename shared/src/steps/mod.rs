@@ -21,6 +21,8 @@ pub struct Settings {
     /// An incident intent older than this, still without a ticket, may be completed by
     /// another message (its creator is presumed dead).
     pub intent_takeover: Duration,
+    /// Tenant × product fetches run at once by one fetch cycle.
+    pub fetch_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -30,6 +32,7 @@ impl Default for Settings {
             initial_lookback: Duration::from_secs(24 * 3600),
             priorities: PriorityMap::default(),
             intent_takeover: Duration::from_secs(120),
+            fetch_concurrency: 32,
         }
     }
 }
