@@ -50,6 +50,26 @@ pub async fn store_suite(store: Arc<dyn Store>, ns: &str) {
     decisions(&*store, ns).await;
     incidents(&*store, ns).await;
     races(store.clone(), ns).await;
+    once(&*store, ns).await;
+}
+
+async fn once(s: &dyn Store, ns: &str) {
+    use crate::ports::OnceState::*;
+    let t = format!("{ns}-a");
+    assert_eq!(s.once_begin(&t, "inquiry:SRQ1:remind").await.unwrap(), New);
+    assert_eq!(
+        s.once_begin(&t, "inquiry:SRQ1:remind").await.unwrap(),
+        Pending
+    );
+    s.once_finish(&t, "inquiry:SRQ1:remind").await.unwrap();
+    assert_eq!(s.once_begin(&t, "inquiry:SRQ1:remind").await.unwrap(), Done);
+    assert_eq!(
+        s.once_begin(&format!("{ns}-b"), "inquiry:SRQ1:remind")
+            .await
+            .unwrap(),
+        New,
+        "per tenant"
+    );
 }
 
 async fn tenants(s: &dyn Store, ns: &str) {

@@ -86,6 +86,8 @@ impl CloudEnv {
 /// Everything a handler needs, built once per cold start.
 pub struct Cloud {
     pub deps: Deps,
+    /// The OpsRamp client as the inquiry tracker's port (the same client as `deps.tickets`).
+    pub opsramp: Arc<OpsRampClient>,
     pub store: Arc<DynamoStore>,
     pub secrets: Arc<SecretStore>,
 }
@@ -145,7 +147,8 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
     if let Some(p) = &env.opsramp_token_path {
         ops.token_path = p.clone();
     }
-    let tickets = Arc::new(OpsRampClient::new(ops, secrets.opsramp().await?)?);
+    let opsramp = Arc::new(OpsRampClient::new(ops, secrets.opsramp().await?)?);
+    let tickets = opsramp.clone();
     let alerts = Arc::new(SecretGraphSource::new(graph, secrets.clone()));
     Ok(Cloud {
         deps: Deps {
@@ -156,9 +159,29 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
             clock: Arc::new(SystemClock),
             settings: Settings::default(),
         },
+        opsramp,
         store,
         secrets,
     })
+}
+
+/// track-inquiries: one pass over the open service requests (schedule, or any manual
+/// payload). Per-request failures are reported together as a function error after the
+/// others were handled.
+pub async fn inquiries_handler(
+    cloud: &Cloud,
+    cal: &crate::domain::calendar::Calendar,
+) -> anyhow::Result<Value> {
+    let out = steps::inquiries::run(&cloud.deps, cloud.opsramp.as_ref(), cal).await?;
+    if !out.errors.is_empty() {
+        return Err(anyhow!(
+            "{} inquiry(ies) failed of {} open: {}",
+            out.errors.len(),
+            out.open,
+            out.errors.join("; ")
+        ));
+    }
+    Ok(serde_json::to_value(out)?)
 }
 
 /// moto and other emulators serve S3 on a path, not on a bucket sub-domain.

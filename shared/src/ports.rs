@@ -166,6 +166,30 @@ pub trait Store: Send + Sync {
     /// Incidents of a tenant with their ticket and the alert ids applied to it, sorted by key.
     async fn list_incidents(&self, tenant: &str) -> Result<Vec<IncidentSummary>>;
     async fn malformed_count(&self, tenant: &str) -> Result<u64>;
+
+    /// Create-once marker for a side effect that must happen once (an inquiry reminder):
+    /// `New` = this caller created it and should act; `Pending` = created earlier, not
+    /// finished (look before acting again); `Done` = finished.
+    async fn once_begin(&self, tenant: &str, key: &str) -> Result<OnceState>;
+    async fn once_finish(&self, tenant: &str, key: &str) -> Result<()>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnceState {
+    New,
+    Pending,
+    Done,
+}
+
+/// OpsRamp service requests (customer inquiries), as the inquiry tracker needs them.
+#[async_trait]
+pub trait Inquiries: Send + Sync {
+    /// Every service request not yet resolved or closed.
+    async fn open_inquiries(&self) -> Result<Vec<crate::domain::inquiry::Inquiry>>;
+    async fn set_due(&self, id: &str, due: DateTime<Utc>) -> Result<()>;
+    /// An internal note (not mailed to the customer), tagged with our id.
+    async fn add_internal_note(&self, id: &str, text: &str, ext_id: &str) -> Result<()>;
+    async fn has_note(&self, id: &str, ext_id: &str) -> Result<bool>;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -625,3 +625,80 @@ async fn a_bad_record_fails_alone_and_manual_invocations_work() {
     .unwrap_err();
     assert!(format!("{err:#}").contains("manual payload"), "{err:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn track_inquiries_handler_reminds_and_escalates_once_on_dynamodb() {
+    let rig = rig().await;
+    // File an inquiry in the simulated OpsRamp, as the service desk would.
+    let settings = shared::adapters::http::HttpSettings {
+        extra_ca_pem: Some(rig.sim.ca_pem()),
+        ..Default::default()
+    };
+    let http = shared::adapters::http::build_client(&settings).unwrap();
+    let tok: Value = http
+        .post(format!(
+            "{}/tenancy/auth/oauth/token",
+            rig.sim.opsramp_base()
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "mss-soc"),
+            ("client_secret", "s3cr3t-ops"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sr: Value = http
+        .post(format!("{}/api/v2/tenants/client_1234/serviceRequests", rig.sim.opsramp_base()))
+        .bearer_auth(tok["access_token"].as_str().unwrap())
+        .json(&json!({"subject": "業務停止", "description": "メールが送れない",
+            "customFields": [{"name": "mss_tenant", "value": "kaede-shoji"}, {"name": "inquiry_kind", "value": "業務影響"}],
+            "simReceivedAt": "2026-11-25T10:00:00+09:00"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sr["id"].as_str().unwrap().to_string();
+    let cal = shared::domain::calendar::Calendar::default();
+    let run = |t: &str| {
+        rig.clock.set(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+        );
+        lambda::inquiries_handler(&rig.cloud, &cal)
+    };
+    let o = run("2026-11-25T16:00:00+09:00").await.unwrap();
+    assert_eq!(
+        (o["due_set"].as_u64(), o["reminded"].as_u64()),
+        (Some(1), Some(1)),
+        "{o}"
+    );
+    let o = run("2026-11-25T16:05:00+09:00").await.unwrap();
+    assert_eq!(o["reminded"], 0, "{o}");
+    let o = run("2026-11-25T17:35:00+09:00").await.unwrap();
+    assert_eq!(o["escalated"], 1, "{o}");
+    run("2026-11-25T17:40:00+09:00").await.unwrap();
+    let s = rig
+        .sim
+        .service_requests()
+        .into_iter()
+        .find(|s| s.id == id)
+        .unwrap();
+    assert_eq!(s.responses.len(), 2, "{:?}", s.responses);
+    assert_eq!(s.raw["dueDate"], "2026-11-25T08:30:00+0000");
+    // The markers live in DynamoDB under the tenant.
+    assert_eq!(
+        rig.cloud
+            .store
+            .once_begin("kaede-shoji", &format!("inquiry:{id}:remind"))
+            .await
+            .unwrap(),
+        shared::ports::OnceState::Done
+    );
+}

@@ -672,7 +672,8 @@ async fn a_crash_before_create_is_completed_by_the_same_message() {
             creator_alert: alert.id.clone(),
             creator_version: alert.last_update,
             severity: Severity::Medium,
-            intent_at: Utc::now(),
+            // The crashed run is redelivered after the visibility timeout, past the takeover lease.
+            intent_at: Utc::now() - chrono::Duration::minutes(6),
         })
         .await
         .unwrap();
@@ -768,4 +769,27 @@ async fn a_raised_severity_updates_subject_and_priority() {
         ("【重大度: 高】alert da-1", "Urgent")
     );
     assert_eq!(tk2.updates, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicates_of_one_message_make_one_ticket() {
+    for _ in 0..5 {
+        let e = env().await;
+        let (_, msg) = e.put(alert("da-1", t(10, 0), MDE, AZ_A)).await;
+        let (a, b, c) = tokio::join!(
+            ticket::run(&e.deps, &msg),
+            ticket::run(&e.deps, &msg),
+            ticket::run(&e.deps, &msg)
+        );
+        let ok = [&a, &b, &c].iter().filter(|r| r.is_ok()).count();
+        assert!(ok >= 1, "{a:?} {b:?} {c:?}");
+        for r in [&a, &b, &c] {
+            if let Err(err) = r {
+                assert!(format!("{err:#}").contains("being created"), "{err:#}");
+            }
+        }
+        // The losers' redeliveries then find the ticket.
+        ticket::run(&e.deps, &msg).await.unwrap();
+        assert_eq!(e.sim.tickets().len(), 1);
+    }
 }

@@ -9,6 +9,14 @@
 //! Everything the simulator does follows `/work/shared/spec/microsoft-api.md` and
 //! `/work/shared/spec/opsramp-api.md`; where those say "not documented", the choice made here is
 //! stated in a doc comment next to the code that makes it.
+//!
+//! OpsRamp tickets come in two kinds served alike: incidents under
+//! `{opsramp_base}/api/v2/tenants/{tenantId}/incidents…` ([`Sim::tickets`]) and service requests
+//! under `…/serviceRequests…` ([`Sim::service_requests`]), each with its own numbering.
+//! **Simulator-only:** a create request may carry `simReceivedAt` (RFC 3339), which becomes the
+//! ticket's `createdDate` (in UTC, `yyyy-MM-ddTHH:mm:ss+0000`) instead of the wall clock, so a
+//! test can file a customer inquiry "received" at a chosen time. Real OpsRamp has no such field;
+//! clients must never send it.
 
 mod faults;
 mod graph;
@@ -87,6 +95,8 @@ impl std::fmt::Debug for SimConfig {
 /// `POST incidents/{id}/responses`; `OpsRampSearch` = `GET incidents/search` and
 /// `GET incidents/{id}/responses/search` (both are the paginated GETs OpsRamp rate-limits
 /// together); `OpsRampGet` = `GET incidents/{id}`. `OpsRampToken` covers both token paths.
+/// The same knobs cover the matching `serviceRequests…` paths (OpsRamp's limits are per tenant
+/// for all tickets, not per ticket kind), so one fault hits whichever kind is called next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     EntraToken,
@@ -139,7 +149,7 @@ pub enum Fault {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SimTicket {
-    /// `INC` + 10 digits
+    /// `INC` + 10 digits for incidents, `SRQ` + 10 digits for service requests
     pub id: String,
     pub subject: String,
     pub description: String,
@@ -148,13 +158,16 @@ pub struct SimTicket {
     pub ext_ticket_id: Option<String>,
     pub to_email: Option<String>,
     pub cc: Option<String>,
+    /// `createdDate` (`yyyy-MM-ddTHH:mm:ss+0000`, UTC): the wall clock at create, or the
+    /// simulator-only `simReceivedAt` when the create request carried one.
     pub created: String,
     pub updated: String,
-    /// Count of successful update (`POST incidents/{id}`) and response calls on it; `close` is
-    /// not counted.
+    /// Count of successful update (`POST incidents/{id}`, `POST serviceRequests/{id}`) and
+    /// response calls on it; `close` is not counted.
     pub updates: u32,
     pub responses: Vec<SimResponse>,
-    /// The last full incident object, exactly as `GET incidents/{id}` serves it.
+    /// The last full ticket object, exactly as `GET incidents/{id}` (or
+    /// `GET serviceRequests/{id}`) serves it; `customFields` and `dueDate` are read from here.
     pub raw: serde_json::Value,
 }
 
@@ -345,6 +358,12 @@ impl Sim {
     /// All incidents in creation order.
     pub fn tickets(&self) -> Vec<SimTicket> {
         lock(&self.inner.store).tickets.clone()
+    }
+
+    /// All service requests (`serviceRequests…`, ids `SRQ` + 10 digits) in creation order, in
+    /// the same shape as [`Sim::tickets`].
+    pub fn service_requests(&self) -> Vec<SimTicket> {
+        lock(&self.inner.store).service_requests.clone()
     }
 
     pub fn stats(&self) -> SimStats {

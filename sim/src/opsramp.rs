@@ -1,9 +1,19 @@
-//! OpsRamp token endpoints and the incident API under `/api/v2/tenants/{tenantId}/`.
+//! OpsRamp token endpoints and the ticket API under `/api/v2/tenants/{tenantId}/`: incidents
+//! (`incidents…`, ids `INC` + 10 digits) and service requests (`serviceRequests…`, ids `SRQ` +
+//! 10 digits, their own numbering). The spec gives service requests "the same shapes" as
+//! incidents, so one set of handlers serves both, told apart by a [`Kind`] extension.
 //!
 //! Not documented by OpsRamp, chosen here: validation errors are 400
-//! `{"code":"BAD_REQUEST","message":"…"}`; unknown tenant / incident / path are 404
-//! `{"code":"NOT_FOUND","message":"…"}`; the default priority is `Normal`; search results come in
-//! creation order; `pageSize` defaults to 100 and larger values are clamped to 100.
+//! `{"code":"BAD_REQUEST","message":"…"}`; unknown tenant / ticket / path are 404
+//! `{"code":"NOT_FOUND","message":"…"}`; the default priority is `Normal`; search results are
+//! ordered by `createdDate` ascending, ties (and so normally everything) in creation order;
+//! `pageSize` defaults to 100 and larger values are clamped to 100; both kinds use the same
+//! statuses and transitions; `customFields` on update are merged into the stored list (same `id`,
+//! else same `name`, replaces; a new one is appended) rather than replacing it.
+//!
+//! Simulator-only: `simReceivedAt` (RFC 3339) on create sets `createdDate`, so tests can file a
+//! ticket "received" at a chosen time. It is not stored or echoed, and real OpsRamp has no such
+//! field.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,12 +24,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use serde_json::{json, Map, Value};
 
 use crate::faults::{bearer, opsramp_oauth_error};
 use crate::graph::parse_form;
-use crate::state::Store;
+use crate::state::{Kind, Store};
 use crate::{lock, Endpoint, Inner, SimResponse, SimTicket};
 
 const TOKEN_EXPIRES_IN: u64 = 7199;
@@ -29,6 +39,8 @@ const STATUSES: &[&str] = &["New", "Open", "Pending", "Resolved", "Closed", "On 
 const TARGET_STATUSES: &[&str] = &["Open", "Pending", "Resolved", "Closed", "On Hold"];
 const DEFAULT_PRIORITY: &str = "Normal";
 const MAX_PAGE_SIZE: usize = 100;
+/// OpsRamp's wire format for timestamps (`yyyy-MM-ddTHH:mm:ss+0000`).
+const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S+0000";
 /// Documented optional create fields that are stored and echoed but otherwise not interpreted.
 const PASSTHROUGH: &[&str] = &[
     "category",
@@ -64,30 +76,36 @@ impl IntoResponse for Reject {
 type ApiResult = Result<Response, Reject>;
 
 pub(crate) fn router() -> Router<Arc<Inner>> {
-    let api = "/api/v2/tenants/{tenant}/incidents";
     Router::new()
         .route("/tenancy/auth/oauth/token", post(token))
         .route("/auth/oauth/token", post(token))
-        .route(api, post(create_incident))
-        .route(&format!("{api}/search"), get(search_incidents))
+        .merge(ticket_routes(Kind::Incident))
+        .merge(ticket_routes(Kind::ServiceRequest))
+}
+
+/// The same seven routes for either kind; the handlers read the kind from the extension.
+fn ticket_routes(kind: Kind) -> Router<Arc<Inner>> {
+    let api = format!("/api/v2/tenants/{{tenant}}/{}", kind.segment());
+    Router::new()
+        .route(&api, post(create_ticket))
+        .route(&format!("{api}/search"), get(search_tickets))
         .route(
             &format!("{api}/{{id}}"),
-            get(get_incident).post(update_incident),
+            get(get_ticket).post(update_ticket),
         )
         .route(&format!("{api}/{{id}}/responses"), post(add_response))
         .route(
             &format!("{api}/{{id}}/responses/search"),
             get(search_responses),
         )
-        .route(&format!("{api}/{{id}}/close"), post(close_incident))
+        .route(&format!("{api}/{{id}}/close"), post(close_ticket))
+        .layer(Extension(kind))
 }
 
-/// OpsRamp's wire format for timestamps. Wall clock, not the simulated clock: the sim clock
-/// drives alert visibility only, and tickets are stamped when the client actually acted.
+/// Wall clock, not the simulated clock: the sim clock drives alert visibility only, and tickets
+/// are stamped when the client actually acted.
 fn stamp() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S+0000")
-        .to_string()
+    chrono::Utc::now().format(TIME_FORMAT).to_string()
 }
 
 fn bad_request(message: impl Into<String>) -> Reject {
@@ -98,6 +116,10 @@ fn bad_request(message: impl Into<String>) -> Reject {
         )
             .into_response(),
     )
+}
+
+fn ticket_not_found(kind: Kind, id: &str) -> Reject {
+    not_found(format!("{} {id} not found", kind.noun()))
 }
 
 fn not_found(message: impl Into<String>) -> Reject {
@@ -247,6 +269,72 @@ fn opt_priority(obj: &Map<String, Value>) -> Result<Option<String>, Reject> {
     }
 }
 
+/// `dueDate` must be an OpsRamp timestamp; any numeric offset is accepted and the value is
+/// stored normalised to UTC (`…+0000`), the form OpsRamp itself serves.
+fn opt_due_date(obj: &Map<String, Value>) -> Result<Option<String>, Reject> {
+    match opt_str(obj, "dueDate")? {
+        None => Ok(None),
+        Some(s) => match chrono::DateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M:%S%z") {
+            Ok(d) => Ok(Some(
+                d.with_timezone(&chrono::Utc)
+                    .format(TIME_FORMAT)
+                    .to_string(),
+            )),
+            Err(_) => Err(bad_request(format!(
+                "dueDate '{s}' is invalid; expected yyyy-MM-ddTHH:mm:ss+0000"
+            ))),
+        },
+    }
+}
+
+/// `customFields`: `[{"id"?, "name", "value"}]` with `name` and `value` strings (`id` may be a
+/// number or a string). Returned as given.
+fn opt_custom_fields(obj: &Map<String, Value>) -> Result<Option<Vec<Value>>, Reject> {
+    let fields = match obj.get("customFields") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(bad_request("customFields must be an array")),
+    };
+    for (i, f) in fields.iter().enumerate() {
+        let Value::Object(f) = f else {
+            return Err(bad_request(format!("customFields[{i}] must be an object")));
+        };
+        for key in ["name", "value"] {
+            if !f.get(key).is_some_and(Value::is_string) {
+                return Err(bad_request(format!(
+                    "customFields[{i}].{key} is required and must be a string"
+                )));
+            }
+        }
+        if !matches!(
+            f.get("id"),
+            None | Some(Value::Null | Value::Number(_) | Value::String(_))
+        ) {
+            return Err(bad_request(format!(
+                "customFields[{i}].id must be a number or a string"
+            )));
+        }
+    }
+    Ok(Some(fields.clone()))
+}
+
+/// Same `id` (when both have one), else same `name`, replaces the stored field; others append.
+fn merge_custom_fields(stored: &mut Vec<Value>, sent: Vec<Value>) {
+    let key = |f: &Value, k: &str| f.get(k).filter(|v| !v.is_null()).cloned();
+    for f in sent {
+        let slot = stored
+            .iter()
+            .position(|s| match (key(s, "id"), key(&f, "id")) {
+                (Some(a), Some(b)) => a == b,
+                _ => key(s, "name") == key(&f, "name"),
+            });
+        match slot {
+            Some(i) => stored[i] = f,
+            None => stored.push(f),
+        }
+    }
+}
+
 fn allowed_status(current: &str) -> Vec<&'static str> {
     TARGET_STATUSES
         .iter()
@@ -283,18 +371,73 @@ fn sync_raw(t: &mut SimTicket) {
     }
 }
 
-fn copy_passthrough(from: &Map<String, Value>, to: &mut Value) {
-    if let Value::Object(to) = to {
+/// The validated optional fields that are stored in the ticket object as given (after
+/// normalisation): everything in [`PASSTHROUGH`], with `dueDate` and `customFields` checked.
+struct Extras {
+    fields: Map<String, Value>,
+    custom_fields: Option<Vec<Value>>,
+}
+
+impl Extras {
+    fn parse(obj: &Map<String, Value>) -> Result<Extras, Reject> {
+        let due = opt_due_date(obj)?;
+        let custom_fields = opt_custom_fields(obj)?;
+        let mut fields = Map::new();
         for key in PASSTHROUGH {
-            if let Some(v) = from.get(*key) {
-                to.insert((*key).into(), v.clone());
+            if let Some(v) = obj.get(*key) {
+                fields.insert((*key).into(), v.clone());
             }
+        }
+        fields.remove("customFields");
+        if let Some(d) = due {
+            fields.insert("dueDate".into(), json!(d));
+        }
+        Ok(Extras {
+            fields,
+            custom_fields,
+        })
+    }
+
+    /// On create (`merge` false) the custom fields are taken as sent; on update they are merged
+    /// into the stored ones.
+    fn apply(self, to: &mut Value, merge: bool) {
+        let Value::Object(to) = to else {
+            return;
+        };
+        to.extend(self.fields);
+        if let Some(sent) = self.custom_fields {
+            let mut stored = match to.remove("customFields") {
+                Some(Value::Array(a)) if merge => a,
+                _ => Vec::new(),
+            };
+            merge_custom_fields(&mut stored, sent);
+            to.insert("customFields".into(), Value::Array(stored));
         }
     }
 }
 
-async fn create_incident(
+/// Simulator-only `simReceivedAt` (RFC 3339): the `createdDate` to give a new ticket.
+fn sim_received_at(obj: &Map<String, Value>) -> Result<Option<String>, Reject> {
+    match opt_str(obj, "simReceivedAt")? {
+        None => Ok(None),
+        Some(s) => match chrono::DateTime::parse_from_rfc3339(s.trim()) {
+            Ok(d) => Ok(Some(
+                d.with_timezone(&chrono::Utc)
+                    .format(TIME_FORMAT)
+                    .to_string(),
+            )),
+            Err(_) => Err(bad_request(format!(
+                "simReceivedAt '{s}' is not an RFC 3339 timestamp"
+            ))),
+        },
+    }
+}
+
+/// `simReceivedAt` (simulator-only, see the module doc) also sets `updatedDate`, as a ticket
+/// nobody touched since it was received would have.
+async fn create_ticket(
     State(inner): State<Arc<Inner>>,
+    Extension(kind): Extension<Kind>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -309,16 +452,17 @@ async fn create_incident(
     let ext_ticket_id = opt_str(&obj, "extTicketId")?;
     let to_email = opt_str(&obj, "toEmail")?;
     let cc = opt_str(&obj, "cc")?;
+    let received = sim_received_at(&obj)?;
+    let extras = Extras::parse(&obj)?;
 
     let raw = inner.mutate(|store| {
-        store.last_seq += 1;
-        let now = stamp();
+        let now = received.unwrap_or_else(stamp);
         let mut raw = json!({
             "client": {"uniqueId": tenant, "name": tenant},
         });
-        copy_passthrough(&obj, &mut raw);
+        extras.apply(&mut raw, false);
         let mut t = SimTicket {
-            id: format!("INC{:010}", store.last_seq),
+            id: store.next_id(kind),
             subject,
             description,
             priority,
@@ -334,15 +478,16 @@ async fn create_incident(
         };
         sync_raw(&mut t);
         let raw = t.raw.clone();
-        tracing::debug!(id = %t.id, "incident created");
-        store.tickets.push(t);
+        tracing::debug!(id = %t.id, kind = kind.segment(), "ticket created");
+        store.list_mut(kind).push(t);
         Ok(raw)
     })?;
     Ok(axum::Json(raw).into_response())
 }
 
-async fn get_incident(
+async fn get_ticket(
     State(inner): State<Arc<Inner>>,
+    Extension(kind): Extension<Kind>,
     Path((tenant, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
@@ -350,15 +495,16 @@ async fn get_incident(
         .api_gate(Endpoint::OpsRampGet, &headers, &tenant)
         .await?;
     let store = lock(&inner.store);
-    match store.find(&id) {
-        Some(i) => Ok(axum::Json(store.tickets[i].raw.clone()).into_response()),
-        None => Err(not_found(format!("Incident {id} not found"))),
+    match store.find(kind, &id) {
+        Some(i) => Ok(axum::Json(store.list(kind)[i].raw.clone()).into_response()),
+        None => Err(ticket_not_found(kind, &id)),
     }
 }
 
 /// `reasonsEnabled` is not modelled: a status change never requires a reason.
-async fn update_incident(
+async fn update_ticket(
     State(inner): State<Arc<Inner>>,
+    Extension(kind): Extension<Kind>,
     Path((tenant, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -382,12 +528,13 @@ async fn update_incident(
             return Err(bad_request(format!("status '{s}' is invalid")));
         }
     }
+    let extras = Extras::parse(&obj)?;
 
     let raw = inner.mutate(|store| {
         let i = store
-            .find(&id)
-            .ok_or_else(|| not_found(format!("Incident {id} not found")))?;
-        let t = &mut store.tickets[i];
+            .find(kind, &id)
+            .ok_or_else(|| ticket_not_found(kind, &id))?;
+        let t = &mut store.list_mut(kind)[i];
         if let Some(s) = status {
             if !allowed_status(&t.status).contains(&s.as_str()) {
                 return Err(bad_request(format!(
@@ -407,7 +554,7 @@ async fn update_incident(
         if let Some(p) = priority {
             t.priority = p;
         }
-        copy_passthrough(&obj, &mut t.raw);
+        extras.apply(&mut t.raw, true);
         t.updates += 1;
         t.updated = stamp();
         sync_raw(t);
@@ -416,11 +563,12 @@ async fn update_incident(
     Ok(axum::Json(raw).into_response())
 }
 
-/// Closing an already closed incident succeeds unchanged (not documented; idempotence keeps
-/// retried closes harmless). `reason`/`notes` are kept in the incident object as the
+/// Closing an already closed ticket succeeds unchanged (not documented; idempotence keeps
+/// retried closes harmless). `reason`/`notes` are kept in the ticket object as the
 /// simulator-only fields `closeReason`/`closeNotes` so tests can check what was sent.
-async fn close_incident(
+async fn close_ticket(
     State(inner): State<Arc<Inner>>,
+    Extension(kind): Extension<Kind>,
     Path((tenant, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -433,9 +581,9 @@ async fn close_incident(
     let notes = opt_str(&obj, "notes")?;
     let raw = inner.mutate(|store| {
         let i = store
-            .find(&id)
-            .ok_or_else(|| not_found(format!("Incident {id} not found")))?;
-        let t = &mut store.tickets[i];
+            .find(kind, &id)
+            .ok_or_else(|| ticket_not_found(kind, &id))?;
+        let t = &mut store.list_mut(kind)[i];
         if t.status != "Closed" {
             t.status = "Closed".into();
             t.updated = stamp();
@@ -453,6 +601,7 @@ async fn close_incident(
 /// `internal: true` requires `creator`, as the API notes say.
 async fn add_response(
     State(inner): State<Arc<Inner>>,
+    Extension(kind): Extension<Kind>,
     Path((tenant, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -475,8 +624,8 @@ async fn add_response(
 
     let resp = inner.mutate(|store| {
         let i = store
-            .find(&id)
-            .ok_or_else(|| not_found(format!("Incident {id} not found")))?;
+            .find(kind, &id)
+            .ok_or_else(|| ticket_not_found(kind, &id))?;
         store.last_response_id += 1;
         let now = stamp();
         let mut resp = json!({
@@ -496,7 +645,7 @@ async fn add_response(
                 m.insert("creator".into(), c.clone());
             }
         }
-        let t = &mut store.tickets[i];
+        let t = &mut store.list_mut(kind)[i];
         t.responses.push(SimResponse {
             description,
             internal,
@@ -566,7 +715,7 @@ fn page_envelope(items: Vec<Value>, page_no: usize, page_size: usize) -> Value {
 }
 
 #[derive(Default)]
-struct IncidentQuery {
+struct TicketQuery {
     ext_ticket_id: Option<String>,
     statuses: Option<Vec<String>>,
     subject: Option<String>,
@@ -575,7 +724,7 @@ struct IncidentQuery {
 /// `key:value` terms are joined by `+`. A client that sends `%2B` delivers a literal '+', one
 /// that sends a bare '+' delivers a space after form decoding, so both separate terms. A piece
 /// without ':' continues the previous value with a space, so `status:New,On Hold` still works.
-fn parse_query_string(qs: &str) -> Result<IncidentQuery, Reject> {
+fn parse_query_string(qs: &str) -> Result<TicketQuery, Reject> {
     let mut terms: Vec<(String, String)> = Vec::new();
     for piece in qs.split(['+', ' ']).filter(|p| !p.is_empty()) {
         match piece.split_once(':') {
@@ -589,7 +738,7 @@ fn parse_query_string(qs: &str) -> Result<IncidentQuery, Reject> {
             },
         }
     }
-    let mut q = IncidentQuery::default();
+    let mut q = TicketQuery::default();
     for (k, v) in terms {
         match k.as_str() {
             "extTicketId" => q.ext_ticket_id = Some(v),
@@ -614,8 +763,9 @@ fn parse_query_string(qs: &str) -> Result<IncidentQuery, Reject> {
 
 /// Subject matching is a case-insensitive substring match (OpsRamp's exact semantics are not
 /// documented).
-async fn search_incidents(
+async fn search_tickets(
     State(inner): State<Arc<Inner>>,
+    Extension(kind): Extension<Kind>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -626,8 +776,9 @@ async fn search_incidents(
     let params = query_params(query);
     let (page_no, page_size) = paging(&params)?;
     let q = parse_query_string(params.get("queryString").map_or("", String::as_str))?;
-    let items: Vec<Value> = lock(&inner.store)
-        .tickets
+    let store = lock(&inner.store);
+    let mut matches: Vec<&SimTicket> = store
+        .list(kind)
         .iter()
         .filter(|t| {
             q.ext_ticket_id
@@ -638,13 +789,18 @@ async fn search_incidents(
                     .as_ref()
                     .is_none_or(|s| t.subject.to_lowercase().contains(s))
         })
-        .map(|t| t.raw.clone())
         .collect();
+    // Stable, and the fixed `…+0000` format sorts as text: creation order unless
+    // `simReceivedAt` back-dated a ticket.
+    matches.sort_by(|a, b| a.created.cmp(&b.created));
+    let items: Vec<Value> = matches.into_iter().map(|t| t.raw.clone()).collect();
+    drop(store);
     Ok(axum::Json(page_envelope(items, page_no, page_size)).into_response())
 }
 
 async fn search_responses(
     State(inner): State<Arc<Inner>>,
+    Extension(kind): Extension<Kind>,
     Path((tenant, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -656,8 +812,8 @@ async fn search_responses(
     let (page_no, page_size) = paging(&params)?;
     let items = {
         let store = lock(&inner.store);
-        if store.find(&id).is_none() {
-            return Err(not_found(format!("Incident {id} not found")));
+        if store.find(kind, &id).is_none() {
+            return Err(ticket_not_found(kind, &id));
         }
         store.response_objects.get(&id).cloned().unwrap_or_default()
     };

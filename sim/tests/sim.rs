@@ -818,3 +818,407 @@ async fn state_file_reload_continues_numbering() {
     assert_eq!(inc["id"], "INC0000000003");
     sim.shutdown().await;
 }
+
+fn sr_ids(page: &Value) -> Vec<String> {
+    page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn service_request_lifecycle() {
+    let (sim, c) = start(config(vec![])).await;
+    let tok = opsramp_token(&sim, &c, "/tenancy/auth/oauth/token").await;
+
+    // Create with customFields and a simulated receipt time (JST in, UTC out).
+    let fields = json!([
+        {"name": "mss_tenant", "value": "kaede-shoji"},
+        {"id": 17, "name": "inquiry_kind", "value": "業務影響"}
+    ]);
+    let (s, sr) = post_json(
+        &c,
+        &api(&sim, "serviceRequests"),
+        &tok,
+        &json!({"subject":"業務停止: メールが送れない","description":"お問い合わせ内容",
+                "customFields": fields, "simReceivedAt": "2026-11-25T10:00:00+09:00",
+                "extTicketId": "inq-1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{sr}");
+    assert_eq!(sr["id"], "SRQ0000000001");
+    assert_eq!(sr["status"], "New");
+    assert_eq!(sr["priority"], "Normal");
+    assert_eq!(sr["createdDate"], "2026-11-25T01:00:00+0000");
+    assert_eq!(sr["updatedDate"], "2026-11-25T01:00:00+0000");
+    assert_eq!(sr["customFields"], fields);
+    assert!(
+        sr.get("simReceivedAt").is_none(),
+        "simulator-only input echoed: {sr}"
+    );
+
+    // Its own numbering, apart from incidents; and the kinds do not see each other's ids.
+    let (_, inc) = post_json(
+        &c,
+        &api(&sim, "incidents"),
+        &tok,
+        &json!({"subject":"s","description":"d"}),
+    )
+    .await;
+    assert_eq!(inc["id"], "INC0000000001");
+    let (s, _) = get_json(&c, &api(&sim, "incidents/SRQ0000000001"), &tok).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = get_json(&c, &api(&sim, "serviceRequests/INC0000000001"), &tok).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["message"], "Service request INC0000000001 not found");
+    let (s, got) = get_json(&c, &api(&sim, "serviceRequests/SRQ0000000001"), &tok).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(got, sr);
+
+    // Validation on create.
+    for (body, msg) in [
+        (json!({"subject":"s"}), "description is required"),
+        (
+            json!({"subject":"s","description":"d","simReceivedAt":"yesterday"}),
+            "simReceivedAt",
+        ),
+        (
+            json!({"subject":"s","description":"d","customFields":[{"name":"n","value":3}]}),
+            "customFields[0].value",
+        ),
+        (
+            json!({"subject":"s","description":"d","dueDate":"2026-11-25"}),
+            "dueDate",
+        ),
+    ] {
+        let (s, v) = post_json(&c, &api(&sim, "serviceRequests"), &tok, &body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert!(v["message"].as_str().unwrap().contains(msg), "{v}");
+    }
+    assert_eq!(
+        sim.service_requests().len(),
+        1,
+        "a rejected create stored something"
+    );
+
+    // Update: dueDate, status, priority, subject, customFields (merged by id, else name).
+    let (s, upd) = post_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000001"),
+        &tok,
+        &json!({"dueDate":"2026-11-25T08:30:00+0000","status":"Open","priority":"High",
+                "subject":"業務停止 (確認中)",
+                "customFields":[{"id":17,"name":"inquiry_kind","value":"一般"},
+                                {"name":"assignee_note","value":"x"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{upd}");
+    assert_eq!(upd["dueDate"], "2026-11-25T08:30:00+0000");
+    assert_eq!(upd["status"], "Open");
+    assert_eq!(upd["priority"], "High");
+    assert_eq!(upd["subject"], "業務停止 (確認中)");
+    assert_eq!(
+        upd["customFields"],
+        json!([
+            {"name": "mss_tenant", "value": "kaede-shoji"},
+            {"id": 17, "name": "inquiry_kind", "value": "一般"},
+            {"name": "assignee_note", "value": "x"}
+        ])
+    );
+    assert_eq!(upd["createdDate"], "2026-11-25T01:00:00+0000");
+    // Another offset is normalised to UTC; a malformed one is refused and changes nothing.
+    let (s, upd) = post_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000001"),
+        &tok,
+        &json!({"dueDate":"2026-11-26T17:30:00+0900"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{upd}");
+    assert_eq!(upd["dueDate"], "2026-11-26T08:30:00+0000");
+    let (s, _) = post_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000001"),
+        &tok,
+        &json!({"dueDate":"tomorrow"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = post_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000001"),
+        &tok,
+        &json!({"status":"Open"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "Open is no longer allowed");
+
+    // Responses: internal needs a creator.
+    let (s, v) = post_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000001/responses"),
+        &tok,
+        &json!({"description":"期限が近づいています","internal":true,"extTicketResponseId":"n1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["message"], "creator is required for internal responses");
+    let (s, resp) = post_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000001/responses"),
+        &tok,
+        &json!({"description":"期限が近づいています","internal":true,"creator":"or-id",
+                "extTicketResponseId":"n1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{resp}");
+    assert_eq!(resp["internal"], true);
+    assert_eq!(resp["creator"], "or-id");
+    let (s, rs) = get_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000001/responses/search"),
+        &tok,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(rs["totalResults"], 1);
+    assert_eq!(rs["results"][0]["extTicketResponseId"], "n1");
+    let (s, _) = get_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000099/responses/search"),
+        &tok,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // More service requests for search: one back-dated before the first, one resolved.
+    for (n, received) in [
+        (2, "2026-11-24T09:00:00+09:00"),
+        (3, "2026-11-25T11:00:00+09:00"),
+        (4, "2026-11-25T12:00:00+09:00"),
+    ] {
+        let (s, v) = post_json(
+            &c,
+            &api(&sim, "serviceRequests"),
+            &tok,
+            &json!({"subject":format!("問い合わせ {n}"),"description":"d",
+                    "simReceivedAt":received,"extTicketId":format!("inq-{n}")}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["id"], format!("SRQ{n:010}"));
+    }
+    let (s, _) = post_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000004"),
+        &tok,
+        &json!({"status":"Resolved"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Status search with paging: ordered by createdDate, so the back-dated SRQ2 comes first.
+    let search = |rest: &str| format!("{}?{rest}", api(&sim, "serviceRequests/search"));
+    let (s, p1) = get_json(
+        &c,
+        &search("pageNo=1&pageSize=2&queryString=status:New,Open,Pending,On Hold"),
+        &tok,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p1}");
+    assert_eq!(sr_ids(&p1), ["SRQ0000000002", "SRQ0000000001"]);
+    assert_eq!(p1["totalResults"], 3);
+    assert_eq!(p1["totalPages"], 2);
+    assert_eq!(p1["nextPage"], true);
+    assert_eq!(p1["nextPageNo"], 2);
+    let (_, p2) = get_json(
+        &c,
+        &search("pageNo=2&pageSize=2&queryString=status:New,Open,Pending,On Hold"),
+        &tok,
+    )
+    .await;
+    assert_eq!(sr_ids(&p2), ["SRQ0000000003"]);
+    assert_eq!(p2["nextPage"], false);
+    assert!(p2.get("nextPageNo").is_none());
+    let (_, v) = get_json(&c, &search("queryString=status:Resolved"), &tok).await;
+    assert_eq!(sr_ids(&v), ["SRQ0000000004"]);
+    let (_, v) = get_json(
+        &c,
+        &search("queryString=extTicketId:inq-3%2Bstatus:New"),
+        &tok,
+    )
+    .await;
+    assert_eq!(sr_ids(&v), ["SRQ0000000003"]);
+    let (_, v) = get_json(&c, &search("queryString=subject:%E7%A2%BA%E8%AA%8D"), &tok).await;
+    assert_eq!(sr_ids(&v), ["SRQ0000000001"], "subject:確認");
+    // Incident search does not see service requests.
+    let (_, v) = get_json(
+        &c,
+        &format!("{}?queryString=status:New", api(&sim, "incidents/search")),
+        &tok,
+    )
+    .await;
+    assert_eq!(sr_ids(&v), ["INC0000000001"]);
+
+    // Close, and the shared fault knobs apply to service requests too.
+    let (s, closed) = post_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000003/close"),
+        &tok,
+        &json!({"reason":"answered","notes":"n"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(closed["status"], "Closed");
+    sim.set_fault(
+        Endpoint::OpsRampCreate,
+        Fault::ServerError {
+            times: 1,
+            status: 503,
+        },
+    );
+    let (s, _) = post_json(
+        &c,
+        &api(&sim, "serviceRequests"),
+        &tok,
+        &json!({"subject":"s","description":"d"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+
+    let srs = sim.service_requests();
+    assert_eq!(srs.len(), 4);
+    let s1 = &srs[0];
+    assert_eq!(s1.id, "SRQ0000000001");
+    assert_eq!(s1.updates, 3, "two updates and one response");
+    assert_eq!(s1.created, "2026-11-25T01:00:00+0000");
+    assert_eq!(s1.ext_ticket_id.as_deref(), Some("inq-1"));
+    assert_eq!(s1.responses.len(), 1);
+    assert!(s1.responses[0].internal);
+    assert_eq!(s1.raw["dueDate"], "2026-11-26T08:30:00+0000");
+    assert_eq!(srs[2].status, "Closed");
+    assert_eq!(srs[2].updates, 0);
+    assert_eq!(sim.tickets().len(), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn state_file_reload_keeps_service_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("opsramp.json");
+    let mut cfg = config(vec![]);
+    cfg.state_file = Some(path.clone());
+
+    let (sim, c) = start(cfg.clone()).await;
+    let tok = opsramp_token(&sim, &c, "/tenancy/auth/oauth/token").await;
+    for n in 1..=2 {
+        let (s, _) = post_json(
+            &c,
+            &api(&sim, "serviceRequests"),
+            &tok,
+            &json!({"subject":format!("s{n}"),"description":"d",
+                    "customFields":[{"name":"mss_tenant","value":"t1"}],
+                    "simReceivedAt":"2026-11-25T10:00:00Z"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    post_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000002"),
+        &tok,
+        &json!({"dueDate":"2026-11-26T08:30:00+0000"}),
+    )
+    .await;
+    post_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000002/responses"),
+        &tok,
+        &json!({"description":"note","internal":true,"creator":"or-id","extTicketResponseId":"n1"}),
+    )
+    .await;
+    sim.shutdown().await;
+
+    let (sim, c) = start(cfg).await;
+    let srs = sim.service_requests();
+    assert_eq!(srs.len(), 2);
+    assert_eq!(srs[1].updates, 2);
+    assert_eq!(srs[1].raw["dueDate"], "2026-11-26T08:30:00+0000");
+    assert_eq!(srs[1].raw["customFields"][0]["value"], "t1");
+    assert_eq!(srs[1].created, "2026-11-25T10:00:00+0000");
+    let tok = opsramp_token(&sim, &c, "/tenancy/auth/oauth/token").await;
+    let (_, rs) = get_json(
+        &c,
+        &api(&sim, "serviceRequests/SRQ0000000002/responses/search"),
+        &tok,
+    )
+    .await;
+    assert_eq!(rs["results"][0]["extTicketResponseId"], "n1");
+    let (_, sr) = post_json(
+        &c,
+        &api(&sim, "serviceRequests"),
+        &tok,
+        &json!({"subject":"s3","description":"d"}),
+    )
+    .await;
+    assert_eq!(sr["id"], "SRQ0000000003");
+    let (_, inc) = post_json(
+        &c,
+        &api(&sim, "incidents"),
+        &tok,
+        &json!({"subject":"i1","description":"d"}),
+    )
+    .await;
+    assert_eq!(inc["id"], "INC0000000001");
+    sim.shutdown().await;
+}
+
+/// A state file written before service requests existed still loads, keeps its incidents and
+/// their numbering, and starts service requests at 1.
+#[tokio::test]
+async fn state_file_without_service_requests_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("opsramp.json");
+    let old = json!({
+        "last_seq": 7,
+        "last_response_id": 3,
+        "tickets": [{
+            "id": "INC0000000007", "subject": "old", "description": "d", "priority": "Normal",
+            "status": "Open", "ext_ticket_id": "x7", "to_email": null, "cc": null,
+            "created": "2024-05-01T00:00:00+0000", "updated": "2024-05-01T00:00:00+0000",
+            "updates": 1, "responses": [],
+            "raw": {"id": "INC0000000007", "subject": "old", "status": "Open"}
+        }],
+        "response_objects": {}
+    });
+    std::fs::write(&path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+    let mut cfg = config(vec![]);
+    cfg.state_file = Some(path.clone());
+
+    let (sim, c) = start(cfg).await;
+    assert_eq!(sim.tickets().len(), 1);
+    assert!(sim.service_requests().is_empty());
+    let tok = opsramp_token(&sim, &c, "/tenancy/auth/oauth/token").await;
+    let (_, sr) = post_json(
+        &c,
+        &api(&sim, "serviceRequests"),
+        &tok,
+        &json!({"subject":"s","description":"d"}),
+    )
+    .await;
+    assert_eq!(sr["id"], "SRQ0000000001");
+    let (_, inc) = post_json(
+        &c,
+        &api(&sim, "incidents"),
+        &tok,
+        &json!({"subject":"s","description":"d"}),
+    )
+    .await;
+    assert_eq!(inc["id"], "INC0000000008");
+    sim.shutdown().await;
+    let saved: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(saved["last_sr_seq"], 1);
+    assert_eq!(saved["service_requests"][0]["id"], "SRQ0000000001");
+}

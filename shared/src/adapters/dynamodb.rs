@@ -32,7 +32,9 @@ use crate::domain::alert::{Alert, Product};
 use crate::domain::classify::{Decision, DecisionKind};
 use crate::domain::severity::Severity;
 use crate::domain::tenant::{Tenant, TenantFile};
-use crate::ports::{AppliedVersion, IncidentRecord, IncidentSummary, Store, StoredDecision};
+use crate::ports::{
+    AppliedVersion, IncidentRecord, IncidentSummary, OnceState, Store, StoredDecision,
+};
 
 /// DynamoDB items are limited to 400 KB; bodies above this (compressed) go to S3.
 const INLINE_BODY_MAX: usize = 300 * 1024;
@@ -734,5 +736,39 @@ impl Store for DynamoStore {
 
     async fn malformed_count(&self, tenant: &str) -> anyhow::Result<u64> {
         Ok(self.query_prefix(tenant, "MALFORMED#").await?.len() as u64)
+    }
+
+    async fn once_begin(&self, tenant: &str, key: &str) -> anyhow::Result<OnceState> {
+        let mut item: Item = HashMap::new();
+        item.insert("pk".into(), pk(tenant));
+        item.insert("sk".into(), s(format!("ONCE#{key}")));
+        item.insert("done".into(), AttributeValue::Bool(false));
+        item.insert("ttl".into(), self.ttl());
+        if self.put_if_absent(item).await? {
+            return Ok(OnceState::New);
+        }
+        let i = self
+            .get(pk(tenant), &format!("ONCE#{key}"))
+            .await?
+            .ok_or_else(|| anyhow!("once marker {key} vanished"))?;
+        Ok(match i.get("done") {
+            Some(AttributeValue::Bool(true)) => OnceState::Done,
+            _ => OnceState::Pending,
+        })
+    }
+
+    async fn once_finish(&self, tenant: &str, key: &str) -> anyhow::Result<()> {
+        self.db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(tenant))
+            .key("sk", s(format!("ONCE#{key}")))
+            .update_expression("SET done = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| sdk("UpdateItem once", e))?;
+        Ok(())
     }
 }

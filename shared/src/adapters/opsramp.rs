@@ -540,6 +540,119 @@ pub fn ext_ticket_id(tenant: &str, incident_key: &str) -> String {
     s
 }
 
+/// OpsRamp's timestamp format, `yyyy-MM-ddTHH:mm:ss+0000`.
+fn parse_opsramp_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M:%S%z")
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(s.trim()))
+        .ok()
+        .map(|d| d.with_timezone(&chrono::Utc))
+}
+
+fn inquiry_from(v: &Value) -> Option<crate::domain::inquiry::Inquiry> {
+    let id = v.get("id")?.as_str()?.to_string();
+    let received = parse_opsramp_time(v.get("createdDate")?.as_str()?)?;
+    let fields = v
+        .get("customFields")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| {
+                    Some((
+                        f.get("name")?.as_str()?.to_string(),
+                        f.get("value")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(crate::domain::inquiry::Inquiry {
+        id,
+        subject: v
+            .get("subject")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        status: v
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        received,
+        due: v
+            .get("dueDate")
+            .and_then(Value::as_str)
+            .and_then(parse_opsramp_time),
+        fields,
+    })
+}
+
+#[async_trait]
+impl crate::ports::Inquiries for OpsRampClient {
+    async fn open_inquiries(&self) -> anyhow::Result<Vec<crate::domain::inquiry::Inquiry>> {
+        let mut out = Vec::new();
+        let mut bad = 0usize;
+        self.search_until(
+            &["serviceRequests", "search"],
+            &[("queryString", "status:New,Open,Pending,On Hold")],
+            |r| {
+                match inquiry_from(r) {
+                    Some(i) => out.push(i),
+                    None => bad += 1,
+                }
+                false
+            },
+        )
+        .await?;
+        if bad > 0 {
+            tracing::warn!(
+                count = bad,
+                "service requests without id or createdDate were skipped"
+            );
+        }
+        Ok(out)
+    }
+
+    async fn set_due(&self, id: &str, due: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+        let body = json!({"dueDate": due.format("%Y-%m-%dT%H:%M:%S+0000").to_string()});
+        self.call(
+            Method::POST,
+            self.url(&["serviceRequests", id])?,
+            Some(&body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn add_internal_note(&self, id: &str, text: &str, ext_id: &str) -> anyhow::Result<()> {
+        let body = json!({
+            "description": text,
+            "internal": true,
+            "creator": self.cred.client_id,
+            "extTicketResponseId": ext_id,
+        });
+        // Not retried blindly after an ambiguous failure: the tracker's once-record makes
+        // the next run look for the note before posting it again.
+        self.call_with(
+            Method::POST,
+            self.url(&["serviceRequests", id, "responses"])?,
+            Some(&body),
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn has_note(&self, id: &str, ext_id: &str) -> anyhow::Result<bool> {
+        self.search_until(&["serviceRequests", id, "responses", "search"], &[], |r| {
+            r.get("extTicketResponseId").and_then(Value::as_str) == Some(ext_id)
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,8 @@ use crate::domain::severity::Severity;
 use crate::domain::tenant::{Tenant, TenantFile};
 use crate::messages::{AlertRef, QueueName};
 use crate::ports::{
-    AppliedVersion, IncidentRecord, IncidentSummary, Queue, Received, Store, StoredDecision,
+    AppliedVersion, IncidentRecord, IncidentSummary, OnceState, Queue, Received, Store,
+    StoredDecision,
 };
 
 const SCHEMA: &str = r#"
@@ -45,6 +46,8 @@ CREATE TABLE IF NOT EXISTS incidents (
 CREATE TABLE IF NOT EXISTS applied (
   tenant TEXT NOT NULL, key TEXT NOT NULL, alert_id TEXT NOT NULL, last_update TEXT NOT NULL,
   done INTEGER NOT NULL, PRIMARY KEY (tenant, key, alert_id, last_update));
+CREATE TABLE IF NOT EXISTS once_marks (
+  tenant TEXT NOT NULL, key TEXT NOT NULL, done INTEGER NOT NULL, PRIMARY KEY (tenant, key));
 CREATE TABLE IF NOT EXISTS queue (
   id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL,
   visible_at INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, handle TEXT,
@@ -526,6 +529,38 @@ impl Store for SqliteStore {
 
     async fn malformed_count(&self, tenant: &str) -> anyhow::Result<u64> {
         self.count_malformed(tenant)
+    }
+
+    async fn once_begin(&self, tenant: &str, key: &str) -> anyhow::Result<OnceState> {
+        self.with(|c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO once_marks (tenant, key, done) VALUES (?1, ?2, 0)",
+                params![tenant, key],
+            )?;
+            if n == 1 {
+                return Ok(OnceState::New);
+            }
+            let done: i64 = c.query_row(
+                "SELECT done FROM once_marks WHERE tenant = ?1 AND key = ?2",
+                params![tenant, key],
+                |r| r.get(0),
+            )?;
+            Ok(if done != 0 {
+                OnceState::Done
+            } else {
+                OnceState::Pending
+            })
+        })
+    }
+
+    async fn once_finish(&self, tenant: &str, key: &str) -> anyhow::Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE once_marks SET done = 1 WHERE tenant = ?1 AND key = ?2",
+                params![tenant, key],
+            )
+            .map(|_| ())
+        })
     }
 }
 

@@ -544,6 +544,39 @@ impl Calendar {
         from_tokyo_local(self.next_business_day(date)?.and_time(self.service_start))
     }
 
+    /// Service-hours time between `from` and `to` (zero if `to` is not later): how much
+    /// of the support desk's working time is left before a due time. Counts only 9:00–17:30
+    /// (as configured) on business days; a reminder "two business hours before" uses this.
+    pub fn business_time_between(
+        &self,
+        from: DateTime<FixedOffset>,
+        to: DateTime<FixedOffset>,
+    ) -> Result<chrono::Duration, CalendarError> {
+        if to <= from {
+            return Ok(chrono::Duration::zero());
+        }
+        let (a, b) = (tokyo_local(from)?, tokyo_local(to)?);
+        let mut total = chrono::Duration::zero();
+        let mut day = a.date();
+        // A due time is at most weeks away; the bound only stops a runaway loop.
+        for _ in 0..800 {
+            if day > b.date() {
+                break;
+            }
+            if self.check_business_day(day)? {
+                let open = day.and_time(self.service_start).max(a);
+                let close = day.and_time(self.service_end).min(b);
+                if close > open {
+                    total += close - open;
+                }
+            }
+            day = day
+                .succ_opt()
+                .ok_or(CalendarError::YearOutOfRange(day.year()))?;
+        }
+        Ok(total)
+    }
+
     fn check_business_day(&self, d: NaiveDate) -> Result<bool, CalendarError> {
         let holidays = national_holidays(d.year())?;
         Ok(!matches!(d.weekday(), Weekday::Sat | Weekday::Sun)
@@ -1762,5 +1795,54 @@ mod tests {
                 "serde uses the same spelling"
             );
         }
+    }
+
+    #[test]
+    fn business_time_counts_only_service_hours_on_business_days() {
+        let cal = Calendar::default();
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap();
+        let h = |x: f64| chrono::Duration::minutes((x * 60.0) as i64);
+        // Same day, inside hours.
+        assert_eq!(
+            cal.business_time_between(
+                t("2026-11-25T10:00:00+09:00"),
+                t("2026-11-25T12:30:00+09:00")
+            )
+            .unwrap(),
+            h(2.5)
+        );
+        // Friday 16:30 → Monday 10:00: one hour Friday, one hour Monday.
+        assert_eq!(
+            cal.business_time_between(
+                t("2026-11-27T16:30:00+09:00"),
+                t("2026-11-30T10:00:00+09:00")
+            )
+            .unwrap(),
+            h(2.0)
+        );
+        // Across a holiday (11-23 勤労感謝の日, a Monday) and in another offset.
+        assert_eq!(
+            cal.business_time_between(t("2026-11-20T08:00:00Z"), t("2026-11-24T01:00:00Z"))
+                .unwrap(),
+            h(1.5)
+        );
+        // Reversed or equal: zero.
+        assert_eq!(
+            cal.business_time_between(
+                t("2026-11-25T12:00:00+09:00"),
+                t("2026-11-25T10:00:00+09:00")
+            )
+            .unwrap(),
+            h(0.0)
+        );
+        // Year end is closed.
+        assert_eq!(
+            cal.business_time_between(
+                t("2026-12-28T17:00:00+09:00"),
+                t("2027-01-04T10:00:00+09:00")
+            )
+            .unwrap(),
+            h(1.5)
+        );
     }
 }

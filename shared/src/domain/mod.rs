@@ -3,5 +3,6 @@ pub mod alert;
 pub mod calendar;
 pub mod classify;
 pub mod incident;
+pub mod inquiry;
 pub mod severity;
 pub mod tenant;

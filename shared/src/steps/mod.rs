@@ -9,6 +9,7 @@ use crate::ports::{AlertSource, Clock, Queue, Store, Tickets};
 
 pub mod classify;
 pub mod fetch;
+pub mod inquiries;
 pub mod ticket;
 
 #[derive(Debug, Clone)]
@@ -19,7 +20,8 @@ pub struct Settings {
     pub initial_lookback: Duration,
     pub priorities: PriorityMap,
     /// An incident intent older than this, still without a ticket, may be completed by
-    /// another message (its creator is presumed dead).
+    /// another delivery (its creator is presumed dead). Shorter than every queue's
+    /// visibility timeout, so a redelivered message after a crash always may.
     pub intent_takeover: Duration,
     /// Tenant × product fetches run at once by one fetch cycle.
     pub fetch_concurrency: usize,
@@ -31,7 +33,7 @@ impl Default for Settings {
             overlap: Duration::from_secs(10 * 60),
             initial_lookback: Duration::from_secs(24 * 3600),
             priorities: PriorityMap::default(),
-            intent_takeover: Duration::from_secs(120),
+            intent_takeover: Duration::from_secs(30),
             fetch_concurrency: 32,
         }
     }

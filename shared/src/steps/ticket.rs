@@ -127,10 +127,12 @@ async fn ensure_ticket(
         actions.push(TicketAction::FoundExisting);
         return Ok(found);
     }
-    let mine = won || (rec.creator_alert == alert.id && rec.creator_version == alert.last_update);
+    // Only the writer of the intent creates at once. Anyone else — a concurrent duplicate
+    // of the same message included — waits until the intent is older than the takeover
+    // lease (a crashed creator), and then searched OpsRamp above before creating.
     let age = chrono::Utc::now() - rec.intent_at;
     let stale = age.to_std().unwrap_or_default() > deps.settings.intent_takeover;
-    if !mine && !stale {
+    if !won && !stale {
         bail!("ticket for incident {key} is being created by another message; will retry");
     }
     let decision = classify(tenant, alert, None);
