@@ -371,6 +371,23 @@ fn builtin_demo_runs_and_is_consistent() {
     }
     assert!(alerts >= 200, "{alerts}");
     assert!(dir.path().join("mss.sqlite").exists());
+    // The desk's inquiries: due dates on all; business-impact ones (due the same day)
+    // got one reminder and one escalation each, as internal notes; general ones nothing yet.
+    let sim: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("opsramp-sim.json")).unwrap(),
+    )
+    .unwrap();
+    let srs = sim["service_requests"].as_array().unwrap();
+    assert_eq!(srs.len(), 4);
+    for sr in srs {
+        assert!(sr["raw"]["dueDate"].is_string(), "{sr}");
+        let bi = sr["raw"]["customFields"]
+            .to_string()
+            .contains("business-impact");
+        let notes = sr["responses"].as_array().unwrap();
+        assert_eq!(notes.len(), if bi { 2 } else { 0 }, "{sr}");
+        assert!(notes.iter().all(|n| n["internal"] == true));
+    }
 }
 
 #[test]

@@ -119,7 +119,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     .context("starting the simulator")?;
 
     let clock = ManualClock::new(opts.scenario.start);
-    let mut deps = match &opts.backend {
+    let (mut deps, opsramp) = match &opts.backend {
         Backend::Embedded => {
             let http = HttpSettings {
                 extra_ca_pem: Some(sim.ca_pem()),
@@ -136,13 +136,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             )?;
             let mut ops_cfg = OpsRampConfig::new(&sim.opsramp_base(), "client_1234");
             ops_cfg.http = http;
-            let tickets = OpsRampClient::new(
+            let tickets = Arc::new(OpsRampClient::new(
                 ops_cfg,
                 OpsRampCredential {
                     client_id: "mss-soc".into(),
-                    client_secret: Secret::new(ops_secret),
+                    client_secret: Secret::new(ops_secret.clone()),
                 },
-            )?;
+            )?);
             let s = Arc::new(
                 SqliteStore::open(&state_dir.join("mss.sqlite"))?.with_queue_settings(
                     QueueSettings {
@@ -152,14 +152,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                     },
                 ),
             );
-            Deps {
-                store: s.clone(),
-                queue: s,
-                alerts: Arc::new(graph),
-                tickets: Arc::new(tickets),
-                clock: clock.clone(),
-                settings: Settings::default(),
-            }
+            (
+                Deps {
+                    store: s.clone(),
+                    queue: s,
+                    alerts: Arc::new(graph),
+                    tickets: tickets.clone(),
+                    clock: clock.clone(),
+                    settings: Settings::default(),
+                },
+                tickets,
+            )
         }
         Backend::Aws { endpoint_url, name } => {
             let plain: Vec<(String, String, String, String)> = creds
@@ -182,6 +185,21 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         store.put_tenant(t).await?;
     }
 
+    let mut desk = Desk {
+        http: shared::adapters::http::build_client(&HttpSettings {
+            extra_ca_pem: Some(sim.ca_pem()),
+            ..HttpSettings::default()
+        })?,
+        base: sim.opsramp_base(),
+        secret: ops_secret.clone(),
+        pending: tenants
+            .iter()
+            .zip(&opts.scenario.tenants)
+            .flat_map(|(t, st)| st.inquiries.iter().map(|i| (t.id.clone(), i.clone())))
+            .collect(),
+    };
+    let calendar = shared::domain::calendar::Calendar::default();
+    let mut inquiry_stats = steps::inquiries::InquiryOutcome::default();
     let mut t = opts.scenario.start;
     let mut cycles = 0u64;
     let mut fetch_errors = 0u64;
@@ -192,6 +210,23 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         sim.set_clock(now);
         clock.set(now);
         fetch_errors += cycle(&deps).await?;
+        // Inquiries: the desk files what has arrived; the tracker runs every 5 minutes.
+        if !desk.pending.is_empty() {
+            let existing: Vec<String> = sim
+                .service_requests()
+                .into_iter()
+                .filter_map(|s| s.ext_ticket_id)
+                .collect();
+            desk.file_due(now, &existing).await?;
+        }
+        if cycles % 5 == 0 || last {
+            let o = steps::inquiries::run(&deps, opsramp.as_ref(), &calendar).await?;
+            inquiry_stats.due_set += o.due_set;
+            inquiry_stats.reminded += o.reminded;
+            inquiry_stats.escalated += o.escalated;
+            inquiry_stats.open = o.open;
+            inquiry_stats.errors.extend(o.errors);
+        }
         cycles += 1;
         if last_progress.elapsed() > Duration::from_secs(2) || last {
             last_progress = Instant::now();
@@ -236,6 +271,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             fetch_errors,
             dead,
             started.elapsed(),
+            &inquiry_stats,
         )
         .await?;
     }
@@ -244,6 +280,63 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 }
 
 /// One minute of the service: fetch every tenant × product, then drain both queues.
+/// The service desk's side of the scenario: files each inquiry as an OpsRamp service request
+/// once its `received` time has come (simulator only: it back-dates `createdDate`).
+struct Desk {
+    http: reqwest::Client,
+    base: String,
+    secret: String,
+    pending: Vec<(String, crate::scenario::ScenarioInquiry)>,
+}
+
+impl Desk {
+    async fn file_due(
+        &mut self,
+        now: chrono::DateTime<Utc>,
+        existing: &[String],
+    ) -> anyhow::Result<()> {
+        let due: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|(_, i)| i.received <= now)
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        self.pending.retain(|(_, i)| i.received > now);
+        let tok: serde_json::Value = self
+            .http
+            .post(format!("{}/tenancy/auth/oauth/token", self.base))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "mss-soc"),
+                ("client_secret", self.secret.as_str()),
+            ])
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = tok["access_token"].as_str().unwrap_or_default().to_string();
+        for (tenant, i) in due {
+            let ext = format!("desk-{tenant}-{}", i.received.timestamp());
+            if existing.contains(&ext) {
+                continue; // filed by an earlier run on the same state
+            }
+            self.http
+                .post(format!("{}/api/v2/tenants/client_1234/serviceRequests", self.base))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"subject": i.subject, "description": "お客様からのお問い合わせ（デモ）",
+                    "extTicketId": ext, "simReceivedAt": i.received.to_rfc3339(),
+                    "customFields": [{"name": "mss_tenant", "value": tenant}, {"name": "inquiry_kind", "value": i.kind}]}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        Ok(())
+    }
+}
+
 async fn cycle(deps: &Deps) -> anyhow::Result<u64> {
     let mut errors = 0;
     for r in steps::fetch::run_all(deps).await? {
@@ -323,6 +416,7 @@ async fn print_summary(
     fetch_errors: u64,
     dead: u64,
     took: Duration,
+    inquiries: &steps::inquiries::InquiryOutcome,
 ) -> anyhow::Result<()> {
     println!();
     println!(
@@ -370,6 +464,18 @@ async fn print_summary(
     }
     println!();
     println!("fetch errors retried: {fetch_errors}; messages in dead-letter queues: {dead}");
+    println!(
+        "inquiries: {} open; due dates set {}, reminders {}, escalations {}{}",
+        inquiries.open,
+        inquiries.due_set,
+        inquiries.reminded,
+        inquiries.escalated,
+        if inquiries.errors.is_empty() {
+            String::new()
+        } else {
+            format!(", errors: {}", inquiries.errors.join("; "))
+        }
+    );
     println!("state: {}", state_dir.display());
     if state_dir.join("mss.sqlite").exists() {
         println!("  mss.sqlite         pipeline state (alerts, decisions, incidents, queues)");
@@ -395,7 +501,7 @@ async fn aws_deps(
     ops_secret: &str,
     sim: &Sim,
     state_dir: &Path,
-) -> anyhow::Result<Deps> {
+) -> anyhow::Result<(Deps, Arc<OpsRampClient>)> {
     let prov = shared::lambda::provision_emulator(endpoint_url, name)
         .await
         .with_context(|| format!("preparing the emulator at {endpoint_url}"))?;
@@ -427,5 +533,6 @@ async fn aws_deps(
     }
     let v = serde_json::json!({"client_id": "mss-soc", "client_secret": ops_secret});
     secrets.put(&secrets.opsramp_name(), &v.to_string()).await?;
-    Ok(shared::lambda::init(&env).await?.deps)
+    let cloud = shared::lambda::init(&env).await?;
+    Ok((cloud.deps, cloud.opsramp))
 }

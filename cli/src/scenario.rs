@@ -23,6 +23,19 @@ pub struct Scenario {
 pub struct ScenarioTenant {
     pub config: Value,
     pub alerts: Vec<Value>,
+    /// Customer inquiries filed in OpsRamp during the scenario (optional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inquiries: Vec<ScenarioInquiry>,
+}
+
+/// An inquiry the service desk files as an OpsRamp service request at `received`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioInquiry {
+    pub subject: String,
+    /// `general` or `business-impact`.
+    pub kind: String,
+    pub received: DateTime<Utc>,
 }
 
 impl Scenario {
@@ -421,9 +434,35 @@ pub fn builtin(seed: u64) -> Scenario {
                 "title": "Honeytoken activity <script>alert('x')</script> \"; drop table --\u{202e}",
                 "evidence": [user_ev("攻撃者'\"<b>", "evil", "evil@example.test")]}));
         }
+        let at = |h: i64, m: i64| start + Duration::hours(h) + Duration::minutes(m);
+        let inquiries = match spec.config["id"].as_str() {
+            Some("kaede-shoji") => vec![
+                ScenarioInquiry {
+                    subject: "【至急】全社でメール送信ができません".into(),
+                    kind: "business-impact".into(),
+                    received: at(10, 0),
+                },
+                ScenarioInquiry {
+                    subject: "月次レポートのグラフの見方について".into(),
+                    kind: "general".into(),
+                    received: at(14, 20),
+                },
+            ],
+            Some("aoba-ginko") => vec![ScenarioInquiry {
+                subject: "隔離された端末の解除依頼（支店端末）".into(),
+                kind: "business-impact".into(),
+                received: at(16, 50),
+            }],
+            _ => vec![ScenarioInquiry {
+                subject: "監視対象デバイスグループの追加方法".into(),
+                kind: "general".into(),
+                received: at(9, 30),
+            }],
+        };
         tenants.push(ScenarioTenant {
             config: spec.config,
             alerts,
+            inquiries,
         });
     }
     Scenario {
