@@ -537,6 +537,37 @@ fn calendar_commands() {
     assert_eq!(o.status.code(), Some(2));
     let o = mss(&["sla", "--kind", "general", "--received", "tomorrow"]);
     assert_eq!(o.status.code(), Some(2));
+    // The provider's calendar is configuration.
+    let cal = data("calendar-example.toml");
+    let o = mss(&["--calendar", &cal, "calendar", "business-day", "2026-08-14"]);
+    assert_eq!(stdout(&o).trim(), "false");
+    let o = mss(&["calendar", "business-day", "2026-08-14"]);
+    assert_eq!(stdout(&o).trim(), "true");
+    let o = mss(&[
+        "--calendar",
+        &cal,
+        "sla",
+        "--kind",
+        "business-impact",
+        "--received",
+        "2026-11-27T17:20:00+09:00",
+    ]);
+    assert_eq!(
+        stdout(&o).trim(),
+        "2026-11-27T18:00:00+09:00",
+        "cut-off 30 min before the desk closes"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "service_end = \"08:00:00\"\n").unwrap();
+    let o = mss(&[
+        "--calendar",
+        bad.to_str().unwrap(),
+        "calendar",
+        "business-day",
+        "2026-08-14",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 #[test]

@@ -25,8 +25,35 @@ mod simserve;
     about = "Managed security service automation: Defender alerts → decisions → OpsRamp tickets"
 )]
 struct Cli {
+    /// The provider's business calendar (TOML: provider_holidays = [{month, day}, …],
+    /// service_start, service_end, impact_cutoff). Default: holidays 12/29–1/3, 9:00–17:30.
+    #[arg(long, global = true, env = "MSS_CALENDAR")]
+    calendar: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+fn load_calendar(path: Option<&PathBuf>) -> anyhow::Result<Calendar> {
+    let Some(p) = path else {
+        return Ok(Calendar::default());
+    };
+    let text = match std::fs::read_to_string(p) {
+        Ok(t) => t,
+        Err(e) => return usage(format!("--calendar {}: {e}", p.display())),
+    };
+    let de = match toml::Deserializer::parse(&text) {
+        Ok(d) => d,
+        Err(e) => return usage(format!("--calendar {}: {}", p.display(), e.message())),
+    };
+    match serde_path_to_error::deserialize::<_, Calendar>(de) {
+        Ok(c) => Ok(c),
+        Err(e) => usage(format!(
+            "--calendar {}: {}: {}",
+            p.display(),
+            e.path(),
+            e.inner().message()
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -203,6 +230,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cal = load_calendar(cli.calendar.as_ref())?;
     match cli.cmd {
         Cmd::Demo {
             scenario,
@@ -294,7 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Calendar { cmd } => calendar_cmd(cmd),
+        Cmd::Calendar { cmd } => calendar_cmd(cmd, &cal),
         Cmd::Sla { kind, received } => {
             let kind: InquiryKind = match kind.parse() {
                 Ok(k) => k,
@@ -308,7 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ))
                 }
             };
-            let due = match Calendar::default().sla_due(kind, at) {
+            let due = match cal.sla_due(kind, at) {
                 Ok(d) => d,
                 Err(e) => return usage(format!("{e}")),
             };
@@ -328,7 +356,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             else {
                 return usage(format!("--month {month:?} is not YYYY-MM"));
             };
-            match Calendar::default().report_due(y, m) {
+            match cal.report_due(y, m) {
                 Ok(d) => println!("{}", d.format("%Y-%m-%d")),
                 Err(e) => return usage(format!("{e}")),
             }
@@ -427,7 +455,7 @@ fn classify_cmd(tenant: &PathBuf, alerts: &PathBuf) -> anyhow::Result<ExitCode> 
     })
 }
 
-fn calendar_cmd(cmd: CalendarCmd) -> anyhow::Result<ExitCode> {
+fn calendar_cmd(cmd: CalendarCmd, cal: &Calendar) -> anyhow::Result<ExitCode> {
     match cmd {
         CalendarCmd::BusinessDay { date } => {
             let d = match NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d") {
@@ -443,7 +471,7 @@ fn calendar_cmd(cmd: CalendarCmd) -> anyhow::Result<ExitCode> {
                     calendar::LAST_SUPPORTED_YEAR
                 ));
             }
-            println!("{}", Calendar::default().is_business_day(d));
+            println!("{}", cal.is_business_day(d));
         }
         CalendarCmd::Holidays { year } => match calendar::national_holidays(year) {
             Ok(list) => {
