@@ -4,5 +4,6 @@ pub mod calendar;
 pub mod classify;
 pub mod incident;
 pub mod inquiry;
+pub mod response;
 pub mod severity;
 pub mod tenant;

@@ -94,6 +94,9 @@ pub struct TenantFile {
     pub idp: Option<IdpFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sentinel: Option<SentinelFile>,
+    /// First-response guardrails (optional; every action off by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<super::response::ResponseFile>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -190,6 +193,7 @@ pub struct Tenant {
     pub mda: Option<MdaCriteria>,
     pub idp_incident_min: Option<Severity>,
     pub sentinel_incident_min: Option<Severity>,
+    pub response: super::response::ResponseFile,
     /// The file as given, kept so the tenant can be stored and shown exactly as agreed.
     pub source: TenantFile,
 }
@@ -302,6 +306,34 @@ impl Tenant {
         section_iff("idp", has(Product::Idp), f.idp.is_some())?;
         section_iff("sentinel", has(Product::Sentinel), f.sentinel.is_some())?;
 
+        if let Some(r) = &f.response {
+            let d = super::response::ResponseFile::default();
+            if (r.mde != d.mde) && !has(Product::Mde) {
+                return Err(err("response.mde", "is set but \"mde\" is not in products"));
+            }
+            if (r.idp != d.idp) && !has(Product::Idp) {
+                return Err(err("response.idp", "is set but \"idp\" is not in products"));
+            }
+            if (r.mdo != d.mdo) && !has(Product::Mdo) {
+                return Err(err("response.mdo", "is set but \"mdo\" is not in products"));
+            }
+            for (i, v) in r
+                .mde
+                .protected_device_ids
+                .iter()
+                .chain(&r.mde.protected_device_groups)
+                .chain(&r.mde.protected_device_tags)
+                .chain(&r.idp.protected_users)
+                .enumerate()
+            {
+                if v.trim().is_empty() {
+                    return Err(err(
+                        "response",
+                        format!("protected list entry {i} is empty"),
+                    ));
+                }
+            }
+        }
         let mde = match &f.mde {
             None => None,
             Some(m) => {
@@ -389,6 +421,7 @@ impl Tenant {
             mda,
             idp_incident_min: f.idp.as_ref().map(|i| i.incident_min_risk.severity()),
             sentinel_incident_min: f.sentinel.as_ref().map(|s| s.incident_min_severity),
+            response: f.response.clone().unwrap_or_default(),
             source: file,
         })
     }
@@ -566,6 +599,31 @@ incident_min_risk = "high"
             assert_eq!(e.field, field, "{e}");
             assert!(e.to_string().contains(msg), "{e} should mention {msg}");
         }
+    }
+
+    #[test]
+    fn response_policy_is_validated_like_the_rest() {
+        let with = |extra: &str| Tenant::from_toml(&format!("{FULL}{extra}"));
+        let t = with("[response]\nhours = \"business_hours\"\n[response.mde]\nisolate = \"auto\"\nprotected_device_tags = [\"VIP\"]\n").unwrap();
+        assert_eq!(t.response.mde.isolate, crate::domain::response::Mode::Auto);
+        assert_eq!(t.response.max_isolations_per_hour, 3);
+        assert_eq!(
+            Tenant::from_toml(FULL).unwrap().response,
+            crate::domain::response::ResponseFile::default()
+        );
+        let e = with("[response.mde]\nisolat = \"auto\"\n").unwrap_err();
+        assert_eq!(e.field, "response.mde.isolat", "{e}");
+        let e = with("[response.idp]\nconfirm_compromised = \"sometimes\"\n").unwrap_err();
+        assert_eq!(e.field, "response.idp.confirm_compromised", "{e}");
+        assert!(e.message.contains("auto"), "{e}");
+        let e = with("[response]\nmax_isolations_per_hour = -1\n").unwrap_err();
+        assert_eq!(e.field, "response.max_isolations_per_hour", "{e}");
+        let no_mdo = FULL.replace("[[mdo.policies]]\nname = \"Email messages containing malicious URL removed after delivery\"\ncategory = \"threat_management\"\nlevel = \"incident\"\n", "").replace("\"mde\", \"mdo\",", "\"mde\",");
+        let e = Tenant::from_toml(&format!(
+            "{no_mdo}[response.mdo]\nemail_remediation = \"auto\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "response.mdo", "{e}");
     }
 
     #[test]
