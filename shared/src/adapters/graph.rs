@@ -79,29 +79,18 @@ impl GraphClient {
         let base = http::require_https("graph_base", &cfg.graph_base)?;
         http::require_https("authority_host", &cfg.authority_host)?;
         let client = http::build_client(&cfg.http)?;
-        let mut auth = HashMap::new();
-        for c in creds {
-            let mut custom = azure_core::cloud::CustomConfiguration::default();
-            custom.authority_host = cfg.authority_host.clone();
-            let mut options = ClientSecretCredentialOptions::default();
-            options.client_options.cloud = Some(Arc::new(custom.into()));
-            options.client_options.transport =
-                Some(azure_core::http::Transport::new(Arc::new(client.clone())));
-            let credential = ClientSecretCredential::new(
-                &c.azure_tenant_id,
-                c.client_id.clone(),
-                c.client_secret.clone(),
-                Some(options),
-            )
-            .map_err(|e| anyhow!("tenant {}: cannot set up its credential: {e}", c.tenant))?;
-            auth.insert(
-                c.tenant.clone(),
-                TenantAuth {
-                    azure_tenant_id: c.azure_tenant_id.to_lowercase(),
-                    credential,
-                },
-            );
-        }
+        let auth = entra_credentials(&cfg.authority_host, &client, creds)?
+            .into_iter()
+            .map(|(t, (azure_tenant_id, credential))| {
+                (
+                    t,
+                    TenantAuth {
+                        azure_tenant_id,
+                        credential,
+                    },
+                )
+            })
+            .collect();
         Ok(GraphClient {
             client,
             cfg,
@@ -222,6 +211,39 @@ fn redact_error(s: &str) -> String {
         }
     }
     out
+}
+
+/// One Entra client-secret credential per tenant (our tenant id → (Azure tenant id, credential)),
+/// all using our HTTP client, so timeouts and trusted CAs match every other call.
+pub type EntraCredentials = HashMap<String, (String, Arc<ClientSecretCredential>)>;
+
+pub fn entra_credentials(
+    authority_host: &str,
+    client: &reqwest::Client,
+    creds: Vec<AzureAppCredential>,
+) -> anyhow::Result<EntraCredentials> {
+    http::require_https("authority_host", authority_host)?;
+    let mut out = HashMap::new();
+    for c in creds {
+        let mut custom = azure_core::cloud::CustomConfiguration::default();
+        custom.authority_host = authority_host.to_string();
+        let mut options = ClientSecretCredentialOptions::default();
+        options.client_options.cloud = Some(Arc::new(custom.into()));
+        options.client_options.transport =
+            Some(azure_core::http::Transport::new(Arc::new(client.clone())));
+        let credential = ClientSecretCredential::new(
+            &c.azure_tenant_id,
+            c.client_id.clone(),
+            c.client_secret.clone(),
+            Some(options),
+        )
+        .map_err(|e| anyhow!("tenant {}: cannot set up its credential: {e}", c.tenant))?;
+        out.insert(
+            c.tenant.clone(),
+            (c.azure_tenant_id.to_lowercase(), credential),
+        );
+    }
+    Ok(out)
 }
 
 pub fn odata_time(t: DateTime<Utc>) -> String {

@@ -13,6 +13,8 @@ pub mod aws;
 pub mod dynamodb;
 pub mod graph;
 pub mod http;
+pub mod identity;
+pub mod mde;
 pub mod opsramp;
 #[cfg(feature = "aws")]
 pub mod secrets;
