@@ -679,3 +679,137 @@ fn aws_backend_gives_the_embedded_result() {
     // And a second run on the same state creates nothing new there either.
     assert_eq!(run("cloud"), embedded);
 }
+
+/// First response through the demo: isolate + full scan per device under the tenant's
+/// guardrails, tracked to a terminal state on the simulated MDE, one entry per intent.
+#[test]
+fn first_response_actions_follow_the_guardrails() {
+    let dev = |id: &str, extra: Value| {
+        let mut d = json!({"id": id, "computerDnsName": format!("{id}.kaede.local"), "osPlatform": "Windows11", "version": "23H2",
+            "rbacGroupName": "東京本社PC", "rbacGroupId": "10", "machineTags": []});
+        for (k, v) in extra.as_object().unwrap() {
+            d[k] = v.clone();
+        }
+        d
+    };
+    let ev = |id: &str| json!([{"@odata.type": "#microsoft.graph.security.deviceEvidence", "rbacGroupName": "東京本社PC", "mdeDeviceId": id}]);
+    let mut sc = scenario();
+    let t = &mut sc["tenants"][0];
+    t["config"]["response"] = json!({"mde": {"isolate": "auto", "scan": "auto", "protected_device_tags": ["vip"]},
+        "idp": {"confirm_compromised": "auto", "protected_users": ["break-glass@kaede.example"]}});
+    t["devices"] = json!([
+        dev("d1", json!({})),
+        dev("d2", json!({"machineTags": ["VIP"]})),
+        dev("d3", json!({"simUnsupported": ["Isolate"]})),
+        dev("d4", json!({"simActionOutcome": "Failed"})),
+    ]);
+    t["users"] = json!([{"id": "u-1", "displayName": "佐藤 太郎", "userPrincipalName": "t.sato@kaede.example"},
+                        {"id": "u-2", "displayName": "BG", "userPrincipalName": "break-glass@kaede.example"}]);
+    let alerts = t["alerts"].as_array_mut().unwrap();
+    alerts.retain(|a| a["serviceSource"] != MDE); // only the devices below
+    for (i, d) in ["d1", "d2", "d3", "d4", "d5"].iter().enumerate() {
+        alerts.push(alert(
+            &format!("da-r{i}"),
+            &format!("2026-11-02T00:1{i}:00Z"),
+            MDE,
+            "high",
+            Some(&format!("70{i}")),
+            json!({"evidence": ev(d)}),
+        ));
+    }
+    let user = |id: &str, upn: &str| {
+        json!([{"@odata.type": "#microsoft.graph.security.userEvidence",
+        "userAccount": {"azureAdUserId": id, "userPrincipalName": upn}}])
+    };
+    alerts.push(alert(
+        "ad-r1",
+        "2026-11-02T00:20:00Z",
+        IDP,
+        "high",
+        Some("800"),
+        json!({"evidence": user("u-1", "t.sato@kaede.example")}),
+    ));
+    alerts.push(alert(
+        "ad-r2",
+        "2026-11-02T00:21:00Z",
+        IDP,
+        "high",
+        Some("801"),
+        json!({"evidence": user("u-2", "break-glass@kaede.example")}),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.json");
+    std::fs::write(&p, sc.to_string()).unwrap();
+    let state = dir.path().join("st");
+    let r = run_demo(&p, &state);
+    let k = tenant(&r, "kaede-shoji");
+    let got: BTreeSet<(String, String, String)> = k["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().into(),
+                a["target"].as_str().unwrap().into(),
+                a["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<(String, String, String)> = [
+        ("isolate", "d1", "succeeded"),
+        ("scan", "d1", "succeeded"),
+        ("isolate", "d2", "refused"),
+        ("scan", "d2", "refused"),
+        ("isolate", "d3", "unsupported"),
+        ("scan", "d3", "succeeded"),
+        ("isolate", "d4", "failed"),
+        ("scan", "d4", "failed"),
+        ("isolate", "d5", "refused"),
+        ("scan", "d5", "refused"),
+        ("confirm_compromised", "u-1", "succeeded"),
+        ("confirm_compromised", "u-2", "refused"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got, want, "{}", k["actions"]);
+    for a in k["actions"].as_array().unwrap() {
+        if a["status"] == "refused" || a["status"] == "unsupported" {
+            assert!(
+                !a["reason"].as_str().unwrap().is_empty(),
+                "a refusal says why: {a}"
+            );
+        }
+    }
+    // Each outcome is written on the incident's ticket, in Japanese.
+    let sim: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("opsramp-sim.json")).unwrap())
+            .unwrap();
+    let t700 = sim["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ext_ticket_id"] == "mss-kaede-shoji-inc-700")
+        .unwrap();
+    let notes: Vec<&str> = t700["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["description"].as_str().unwrap())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("【一次対応】ネットワーク分離: 完了")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("【一次対応】フルスキャン: 完了")),
+        "{notes:?}"
+    );
+    // A rerun on the same state repeats no action.
+    let r2 = run_demo(&p, &state);
+    assert_eq!(tenant(&r2, "kaede-shoji")["actions"], k["actions"]);
+}

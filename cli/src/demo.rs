@@ -50,6 +50,17 @@ pub struct TenantReport {
     pub alerts: usize,
     pub decisions: BTreeMap<&'static str, usize>,
     pub tickets: Vec<TicketReport>,
+    /// First-response actions, one per intent (not per API call).
+    pub actions: Vec<ActionReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActionReport {
+    pub kind: shared::domain::response::ActionKind,
+    pub target: String,
+    pub incident_key: String,
+    pub status: &'static str,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,6 +129,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     .await
     .context("starting the simulator")?;
 
+    for (t, st) in tenants.iter().zip(&opts.scenario.tenants) {
+        sim.add_devices(&t.azure_tenant_id, st.devices.clone());
+        sim.add_users(&t.azure_tenant_id, st.users.clone());
+    }
     let clock = ManualClock::new(opts.scenario.start);
     let (mut deps, opsramp) = match &opts.backend {
         Backend::Embedded => {
@@ -132,8 +147,31 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                     http: http.clone(),
                     ..GraphConfig::default()
                 },
-                creds,
+                creds.clone(),
             )?;
+            let respond = shared::steps::respond::ResponseDeps {
+                devices: Arc::new(shared::adapters::mde::MdeClient::new(
+                    shared::adapters::mde::MdeConfig {
+                        base: sim.mde_base(),
+                        authority_host: sim.authority_host(),
+                        http: http.clone(),
+                        ..Default::default()
+                    },
+                    creds.clone(),
+                )?),
+                users: Arc::new(shared::adapters::identity::IdentityClient::new(
+                    shared::adapters::identity::IdentityConfig {
+                        graph_base: sim.graph_base(),
+                        authority_host: sim.authority_host(),
+                        http: http.clone(),
+                        ..Default::default()
+                    },
+                    creds.clone(),
+                )?),
+                calendar: shared::domain::calendar::Calendar::default(),
+                check_every: Duration::from_secs(60),
+                give_up_after: Duration::from_secs(2 * 3600),
+            };
             let mut ops_cfg = OpsRampConfig::new(&sim.opsramp_base(), "client_1234");
             ops_cfg.http = http;
             let tickets = Arc::new(OpsRampClient::new(
@@ -144,13 +182,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                 },
             )?);
             let s = Arc::new(
-                SqliteStore::open(&state_dir.join("mss.sqlite"))?.with_queue_settings(
-                    QueueSettings {
+                SqliteStore::open(&state_dir.join("mss.sqlite"))?
+                    .with_clock(clock.clone())
+                    .with_queue_settings(QueueSettings {
                         visibility_timeout: Duration::from_secs(60),
                         retry_delay: Duration::from_millis(200),
                         max_receive: 5,
-                    },
-                ),
+                    }),
             );
             (
                 Deps {
@@ -160,6 +198,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                     tickets: tickets.clone(),
                     clock: clock.clone(),
                     settings: Settings::default(),
+                    respond: Some(Arc::new(respond)),
                 },
                 tickets,
             )
@@ -396,11 +435,24 @@ pub async fn build_report(
                 })
             })
             .collect();
+        let actions = store
+            .list_actions(&t.id)
+            .await?
+            .into_iter()
+            .map(|a| ActionReport {
+                kind: a.kind,
+                target: a.target,
+                incident_key: plain_key(&a.incident_key),
+                status: a.status.as_str(),
+                reason: a.reason,
+            })
+            .collect();
         out.push(TenantReport {
             id: t.id.clone(),
             alerts: ids.len(),
             decisions,
             tickets,
+            actions,
         });
     }
     Ok(DemoReport { tenants: out })
@@ -511,6 +563,7 @@ async fn aws_deps(
         table: prov.table.clone(),
         classify_queue_url: prov.queues.classify.clone(),
         ticket_queue_url: prov.queues.ticket.clone(),
+        respond_queue_url: prov.queues.respond.clone(),
         bucket: Some(prov.bucket.clone()),
         opsramp_base_url: sim.opsramp_base(),
         opsramp_tenant_id: "client_1234".into(),

@@ -26,6 +26,12 @@ pub struct ScenarioTenant {
     /// Customer inquiries filed in OpsRamp during the scenario (optional).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inquiries: Vec<ScenarioInquiry>,
+    /// MDE machine objects the simulated tenant knows (others are 404).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Value>,
+    /// Graph user objects the simulated tenant knows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<Value>,
 }
 
 /// An inquiry the service desk files as an OpsRamp service request at `received`.
@@ -152,6 +158,8 @@ fn specs() -> Vec<TenantSpec> {
         TenantSpec {
             config: json!({
                 "id": "kaede-shoji", "name": "楓商事株式会社",
+                "response": {"mde": {"isolate": "auto", "scan": "auto", "protected_device_tags": ["VIP"]},
+                             "idp": {"confirm_compromised": "auto", "protected_users": ["k.takahashi@kaede.example"]}},
                 "azure_tenant_id": "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
                 "products": ["mde", "mdo", "mda", "mdi", "idp"],
                 "contacts": {"to": ["soc-contact@kaede.example"], "cc": ["it-admin@kaede.example"]},
@@ -190,6 +198,7 @@ fn specs() -> Vec<TenantSpec> {
         TenantSpec {
             config: json!({
                 "id": "aoba-ginko", "name": "株式会社青葉銀行",
+                "response": {"hours": "business_hours", "mde": {"isolate": "approval", "scan": "auto"}},
                 "azure_tenant_id": "0a9b8c7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d",
                 "products": ["mde", "mdi", "idp"],
                 "contacts": {"to": ["security@aoba-bank.example"]},
@@ -289,7 +298,7 @@ pub fn builtin(seed: u64) -> Scenario {
                 "mde" => {
                     let (t, c) = *g.pick(MDE_TITLES);
                     let group = *g.pick(spec.mde_groups);
-                    let dev = json!({"@odata.type": "#microsoft.graph.security.deviceEvidence", "mdeDeviceId": g.hex(40),
+                    let dev = json!({"@odata.type": "#microsoft.graph.security.deviceEvidence", "mdeDeviceId": device_id(host),
                         "deviceDnsName": format!("{host}.{}", spec.domain), "osPlatform": "Windows11", "osBuild": 22631,
                         "rbacGroupId": 10 + (n % 5), "rbacGroupName": group, "healthStatus": "active", "onboardingStatus": "onboarded",
                         "verdict": "suspicious", "remediationStatus": "none", "roles": [], "loggedOnUsers": [{"accountName": user, "domainName": "CORP"}]});
@@ -459,10 +468,33 @@ pub fn builtin(seed: u64) -> Scenario {
                 received: at(9, 30),
             }],
         };
+        let devices = spec
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                json!({"id": device_id(h), "computerDnsName": format!("{h}.{}", spec.domain), "osPlatform": "Windows11",
+                    "version": "23H2", "osBuild": 22631, "healthStatus": "Active",
+                    "rbacGroupName": spec.mde_groups.first().copied().unwrap_or("既定"), "rbacGroupId": "10",
+                    "machineTags": if i == 1 { json!(["VIP"]) } else { json!([]) },
+                    "lastIpAddress": format!("10.0.0.{}", 10 + i)})
+            })
+            .collect();
+        let users = spec
+            .users
+            .iter()
+            .map(|(name, account)| {
+                let ev = user_ev(name, account, &format!("{account}@{}", spec.domain));
+                json!({"id": ev["userAccount"]["azureAdUserId"], "displayName": name,
+                    "mail": format!("{account}@{}", spec.domain), "userPrincipalName": format!("{account}@{}", spec.domain)})
+            })
+            .collect();
         tenants.push(ScenarioTenant {
             config: spec.config,
             alerts,
             inquiries,
+            devices,
+            users,
         });
     }
     Scenario {
@@ -470,6 +502,21 @@ pub fn builtin(seed: u64) -> Scenario {
         end,
         tenants,
     }
+}
+
+/// A stable MDE device id (40 hex digits) per host name, so evidence and devices agree.
+fn device_id(host: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut out = String::new();
+    for round in 0..3u64 {
+        for b in host.bytes().chain(round.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        out.push_str(&format!("{h:016x}"));
+    }
+    out.truncate(40);
+    out
 }
 
 fn user_ev(name: &str, account: &str, upn: &str) -> Value {

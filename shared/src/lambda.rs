@@ -26,6 +26,8 @@ pub struct CloudEnv {
     pub table: String,
     pub classify_queue_url: String,
     pub ticket_queue_url: String,
+    /// The first-response queue (optional until first response is deployed).
+    pub respond_queue_url: Option<String>,
     pub bucket: Option<String>,
     pub opsramp_base_url: String,
     pub opsramp_tenant_id: String,
@@ -58,6 +60,7 @@ impl CloudEnv {
             table: var("MSS_TABLE")?,
             classify_queue_url: var("MSS_CLASSIFY_QUEUE_URL")?,
             ticket_queue_url: var("MSS_TICKET_QUEUE_URL")?,
+            respond_queue_url: opt("MSS_RESPOND_QUEUE_URL"),
             bucket: opt("MSS_BUCKET"),
             opsramp_base_url: var("MSS_OPSRAMP_BASE_URL")?,
             opsramp_tenant_id: var("MSS_OPSRAMP_TENANT_ID")?,
@@ -110,8 +113,10 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
         QueueUrls {
             classify: env.classify_queue_url.clone(),
             ticket: env.ticket_queue_url.clone(),
+            respond: env.respond_queue_url.clone(),
             classify_dlq: env.classify_dlq_url.clone(),
             ticket_dlq: env.ticket_dlq_url.clone(),
+            respond_dlq: None,
         },
     );
     if let Some(d) = env.queue_retry_delay_s {
@@ -158,6 +163,7 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
             tickets,
             clock: Arc::new(SystemClock),
             settings: Settings::default(),
+            respond: None,
         },
         opsramp,
         store,
@@ -289,6 +295,7 @@ pub async fn queue_handler(deps: &Deps, q: QueueName, payload: Value) -> anyhow:
     Ok(match q {
         QueueName::Classify => serde_json::to_value(steps::classify::run(deps, &msg).await?)?,
         QueueName::Ticket => serde_json::to_value(steps::ticket::run(deps, &msg).await?)?,
+        QueueName::Respond => serde_json::to_value(steps::respond::plan(deps, &msg).await?)?,
     })
 }
 

@@ -13,15 +13,18 @@ pub const MESSAGE_VERSION: u32 = 1;
 pub enum QueueName {
     Classify,
     Ticket,
+    /// First response: plans actions for an incident alert, then tracks them.
+    Respond,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 2] = [QueueName::Classify, QueueName::Ticket];
+    pub const ALL: [QueueName; 3] = [QueueName::Classify, QueueName::Ticket, QueueName::Respond];
 
     pub fn as_str(self) -> &'static str {
         match self {
             QueueName::Classify => "classify",
             QueueName::Ticket => "ticket",
+            QueueName::Respond => "respond",
         }
     }
 }
@@ -58,5 +61,37 @@ impl AlertRef {
             ));
         }
         Ok(m)
+    }
+}
+
+/// "Look at this action again": the respond step's tracking of a machine action, sent with
+/// a delay instead of sleeping in a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionCheck {
+    pub v: u32,
+    pub tenant: String,
+    pub check: String,
+}
+
+/// What arrives on the respond queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RespondMsg {
+    Plan(AlertRef),
+    Check(ActionCheck),
+}
+
+impl RespondMsg {
+    pub fn from_json(s: &str) -> Result<RespondMsg, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(s).map_err(|e| format!("bad message: {e}"))?;
+        if v.get("check").is_some() {
+            let c: ActionCheck =
+                serde_json::from_value(v).map_err(|e| format!("bad check message: {e}"))?;
+            if c.v != MESSAGE_VERSION {
+                return Err(format!("message version {} is not supported", c.v));
+            }
+            return Ok(RespondMsg::Check(c));
+        }
+        AlertRef::from_json(s).map(RespondMsg::Plan)
     }
 }

@@ -172,6 +172,62 @@ pub trait Store: Send + Sync {
     /// finished (look before acting again); `Done` = finished.
     async fn once_begin(&self, tenant: &str, key: &str) -> Result<OnceState>;
     async fn once_finish(&self, tenant: &str, key: &str) -> Result<()>;
+
+    /// First-response action intents: create-once by (tenant, key), then updated as the
+    /// action progresses.
+    async fn create_action(&self, rec: &ActionRecord) -> Result<bool>;
+    async fn get_action(&self, tenant: &str, key: &str) -> Result<Option<ActionRecord>>;
+    async fn put_action(&self, rec: &ActionRecord) -> Result<()>;
+    async fn list_actions(&self, tenant: &str) -> Result<Vec<ActionRecord>>;
+}
+
+/// One first-response action on one target for one incident: who/what/when/result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub tenant: String,
+    /// `<incident key>|<kind>|<target>`
+    pub key: String,
+    pub incident_key: String,
+    pub kind: crate::domain::response::ActionKind,
+    pub target: String,
+    pub status: ActionStatus,
+    pub reason: String,
+    pub machine_action_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    /// Intent recorded; the product has not confirmed the request yet.
+    Requesting,
+    InProgress,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    PendingApproval,
+    WaitingHours,
+    Refused,
+    Unsupported,
+}
+
+impl ActionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Requesting => "in_progress",
+            ActionStatus::InProgress => "in_progress",
+            ActionStatus::Succeeded => "succeeded",
+            ActionStatus::Failed => "failed",
+            ActionStatus::TimedOut => "timed_out",
+            ActionStatus::Cancelled => "cancelled",
+            ActionStatus::PendingApproval => "pending_approval",
+            ActionStatus::WaitingHours => "waiting_hours",
+            ActionStatus::Refused => "refused",
+            ActionStatus::Unsupported => "unsupported",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +271,14 @@ pub trait Queue: Send + Sync {
     /// been received `max_receive` times, keeping the error with it.
     async fn nack(&self, q: QueueName, handle: &str, error: &str) -> Result<()>;
     async fn depth(&self, q: QueueName) -> Result<(u64, u64)>;
+    /// One message with a delay before it becomes visible (SQS DelaySeconds, ≤ 15 min).
+    async fn send_delayed(
+        &self,
+        q: QueueName,
+        tenant: &str,
+        body: &str,
+        delay: std::time::Duration,
+    ) -> Result<()>;
 }
 
 pub trait Clock: Send + Sync {

@@ -11,15 +11,26 @@ use crate::steps::{self, Deps};
 pub struct DrainStats {
     pub classified: u64,
     pub ticketed: u64,
+    pub responded: u64,
     pub failed: u64,
 }
 
 /// Runs one message of `q` through its step.
 pub async fn handle(deps: &Deps, q: QueueName, body: &str) -> anyhow::Result<()> {
+    if q == QueueName::Respond {
+        return match crate::messages::RespondMsg::from_json(body).map_err(anyhow::Error::msg)? {
+            crate::messages::RespondMsg::Plan(m) => {
+                steps::respond::plan(deps, &m).await.map(|_| ())
+            }
+            crate::messages::RespondMsg::Check(c) => {
+                steps::respond::check(deps, &c).await.map(|_| ())
+            }
+        };
+    }
     let msg = AlertRef::from_json(body).map_err(anyhow::Error::msg)?;
     match q {
         QueueName::Classify => steps::classify::run(deps, &msg).await.map(|_| ()),
-        QueueName::Ticket => steps::ticket::run(deps, &msg).await.map(|_| ()),
+        _ => steps::ticket::run(deps, &msg).await.map(|_| ()),
     }
 }
 
@@ -40,6 +51,7 @@ pub async fn drain(deps: &Deps) -> anyhow::Result<DrainStats> {
                         match q {
                             QueueName::Classify => stats.classified += 1,
                             QueueName::Ticket => stats.ticketed += 1,
+                            QueueName::Respond => stats.responded += 1,
                         }
                     }
                     Err(e) => {

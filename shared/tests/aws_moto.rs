@@ -220,6 +220,7 @@ async fn rig() -> CloudRig {
         table,
         classify_queue_url: urls.classify.clone(),
         ticket_queue_url: urls.ticket.clone(),
+        respond_queue_url: urls.respond.clone(),
         bucket: Some(bucket),
         opsramp_base_url: sim.opsramp_base(),
         opsramp_tenant_id: "client_1234".into(),
@@ -268,6 +269,7 @@ impl CloudRig {
         match q {
             QueueName::Classify => &self.urls.classify,
             QueueName::Ticket => &self.urls.ticket,
+            QueueName::Respond => self.urls.respond.as_deref().unwrap_or_default(),
         }
     }
 
@@ -414,6 +416,7 @@ async fn handlers_run_the_pipeline_and_match_the_embedded_result() {
         tickets: Arc::new(tickets),
         clock: rig.clock.clone(),
         settings: Default::default(),
+        respond: None,
     };
     for t in [45, 180] {
         let now = base() + chrono::TimeDelta::minutes(t);

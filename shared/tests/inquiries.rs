@@ -81,6 +81,7 @@ async fn rig() -> Rig {
         tickets: ops.clone(),
         clock: clock.clone(),
         settings: Default::default(),
+        respond: None,
     };
     let http = shared::adapters::http::build_client(&settings).unwrap();
     let tok: Value = http

@@ -496,6 +496,7 @@ async fn env() -> Env {
         tickets: tickets.clone(),
         clock: ManualClock::new(t(12, 0)),
         settings: Settings::default(),
+        respond: None,
     };
     Env {
         sim,

@@ -13,6 +13,7 @@ use crate::{lock, Endpoint, Fault, Inner};
 enum Family {
     Entra,
     Graph,
+    Mde,
     OpsRampToken,
     OpsRampApi,
 }
@@ -20,7 +21,11 @@ enum Family {
 fn family(ep: Endpoint) -> Family {
     match ep {
         Endpoint::EntraToken => Family::Entra,
-        Endpoint::GraphAlerts => Family::Graph,
+        Endpoint::GraphAlerts
+        | Endpoint::GraphConfirmCompromised
+        | Endpoint::GraphUsers
+        | Endpoint::GraphEmailRemediate => Family::Graph,
+        Endpoint::MdeAction | Endpoint::MdeRead => Family::Mde,
         Endpoint::OpsRampToken => Family::OpsRampToken,
         Endpoint::OpsRampCreate
         | Endpoint::OpsRampUpdate
@@ -135,6 +140,19 @@ pub(crate) fn graph_error(status: StatusCode, code: &str, message: &str) -> Resp
     (status, axum::Json(body)).into_response()
 }
 
+/// Defender for Endpoint error shape. `target` carries a request id (a GUID), as in the
+/// samples; what it means is not documented.
+pub(crate) fn mde_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "target": crate::random_guid(),
+        }
+    });
+    (status, axum::Json(body)).into_response()
+}
+
 pub(crate) fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
     let body = json!({
         "error": error,
@@ -172,6 +190,19 @@ fn too_many(ep: Endpoint, retry_after: f64) -> Response {
                 StatusCode::TOO_MANY_REQUESTS,
                 "TooManyRequests",
                 "Too many requests, please retry later.",
+            );
+            // Identity Protection throttling carries no Retry-After (API facts).
+            if ep != Endpoint::GraphConfirmCompromised {
+                r.headers_mut()
+                    .insert("Retry-After", retry_after_header(retry_after));
+            }
+            r
+        }
+        Family::Mde => {
+            let mut r = mde_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "API calls quota exceeded, please retry later.",
             );
             r.headers_mut()
                 .insert("Retry-After", retry_after_header(retry_after));
@@ -220,6 +251,13 @@ fn server_error(ep: Endpoint, status: u16) -> Response {
                 _ => "InternalServerError",
             };
             graph_error(status, code, reason)
+        }
+        Family::Mde => {
+            let code = match status {
+                StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+                _ => "InternalServerError",
+            };
+            mde_error(status, code, reason)
         }
         Family::Entra => aad_error(
             status,

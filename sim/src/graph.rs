@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::faults::{aad_error, bearer, graph_error};
 use crate::{lock, Endpoint, EntraToken, Inner};
 
-const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+pub(crate) const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 const ENTRA_EXPIRES_IN: u64 = 3599;
 /// The real default page size is not documented; 50 is an arbitrary but small choice so paging
 /// gets exercised with modest data.
@@ -157,7 +157,30 @@ async fn entra_token(
     .into_response()
 }
 
-fn graph_unauthorized(message: &str) -> Response {
+/// The tenant (index) of a valid, unexpired Entra token issued for `resource`, or the reason it
+/// is refused, worded as Graph words it; each API wraps the reason in its own 401 shape.
+pub(crate) fn token_tenant(
+    inner: &Inner,
+    headers: &HeaderMap,
+    resource: &str,
+) -> Result<usize, &'static str> {
+    let Some(token) = bearer(headers) else {
+        return Err("Access token is empty.");
+    };
+    let tokens = lock(&inner.entra_tokens);
+    match tokens.get(token) {
+        None => Err("Access token validation failure."),
+        Some(t) if t.expires < Instant::now() => {
+            Err("Lifetime validation failed, the token is expired.")
+        }
+        Some(t) if t.resource != resource => {
+            Err("Access token validation failure. Invalid audience.")
+        }
+        Some(t) => Ok(t.tenant),
+    }
+}
+
+pub(crate) fn graph_unauthorized(message: &str) -> Response {
     let mut r = graph_error(
         StatusCode::UNAUTHORIZED,
         "InvalidAuthenticationToken",
@@ -170,7 +193,7 @@ fn graph_unauthorized(message: &str) -> Response {
     r
 }
 
-fn bad_request(message: &str) -> Response {
+pub(crate) fn bad_request(message: &str) -> Response {
     graph_error(StatusCode::BAD_REQUEST, "BadRequest", message)
 }
 
@@ -448,21 +471,9 @@ async fn list_alerts(
     if let Some(r) = inner.fault_gate(Endpoint::GraphAlerts, &headers).await {
         return r;
     }
-    let Some(token) = bearer(&headers) else {
-        return graph_unauthorized("Access token is empty.");
-    };
-    let tenant = {
-        let tokens = lock(&inner.entra_tokens);
-        match tokens.get(token) {
-            None => return graph_unauthorized("Access token validation failure."),
-            Some(t) if t.expires < Instant::now() => {
-                return graph_unauthorized("Lifetime validation failed, the token is expired.")
-            }
-            Some(t) if t.resource != GRAPH_RESOURCE => {
-                return graph_unauthorized("Access token validation failure. Invalid audience.")
-            }
-            Some(t) => t.tenant,
-        }
+    let tenant = match token_tenant(&inner, &headers, GRAPH_RESOURCE) {
+        Ok(t) => t,
+        Err(m) => return graph_unauthorized(m),
     };
 
     let params: Vec<(String, String)> =

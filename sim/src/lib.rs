@@ -10,6 +10,13 @@
 //! `/work/shared/spec/opsramp-api.md`; where those say "not documented", the choice made here is
 //! stated in a doc comment next to the code that makes it.
 //!
+//! Response actions (added later, all in memory only, never in `state_file`): Defender for
+//! Endpoint machine actions under [`Sim::mde_base`] on devices added with [`Sim::add_devices`];
+//! Graph `users/{id}` and Identity Protection `riskyUsers/confirmCompromised` on users added
+//! with [`Sim::add_users`]; and Graph beta `security/collaboration/analyzedEmails/remediate`
+//! under [`Sim::graph_beta_base`]. See the `mde` and `graph_actions` modules for the choices
+//! made where the API facts are silent.
+//!
 //! OpsRamp tickets come in two kinds served alike: incidents under
 //! `{opsramp_base}/api/v2/tenants/{tenantId}/incidents…` ([`Sim::tickets`]) and service requests
 //! under `…/serviceRequests…` ([`Sim::service_requests`]), each with its own numbering.
@@ -20,6 +27,8 @@
 
 mod faults;
 mod graph;
+mod graph_actions;
+mod mde;
 mod opsramp;
 mod state;
 mod tls;
@@ -97,10 +106,23 @@ impl std::fmt::Debug for SimConfig {
 /// together); `OpsRampGet` = `GET incidents/{id}`. `OpsRampToken` covers both token paths.
 /// The same knobs cover the matching `serviceRequests…` paths (OpsRamp's limits are per tenant
 /// for all tickets, not per ticket kind), so one fault hits whichever kind is called next.
+///
+/// Defender for Endpoint: `MdeAction` = the three `POST machines/{id}/…` action paths;
+/// `MdeRead` = `GET machines/{id}`, `GET machineactions` and `GET machineactions/{id}`. Their
+/// faults answer in the MDE error shape `{"error":{"code","message","target"}}`.
+/// Graph: `GraphConfirmCompromised` = `POST identityProtection/riskyUsers/confirmCompromised`
+/// (its 429s carry no `Retry-After`, as the API facts say for Identity Protection);
+/// `GraphUsers` = `GET users/{id}`; `GraphEmailRemediate` = beta
+/// `POST security/collaboration/analyzedEmails/remediate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     EntraToken,
     GraphAlerts,
+    GraphConfirmCompromised,
+    GraphUsers,
+    GraphEmailRemediate,
+    MdeAction,
+    MdeRead,
     OpsRampToken,
     OpsRampCreate,
     OpsRampUpdate,
@@ -117,7 +139,10 @@ pub enum Fault {
     /// `{"error":"throttled","error_description":"Too Many Requests"}` with `X-RateLimit-Limit`,
     /// `X-RateLimit-Remaining` and `X-RateLimit-Reset` (= now epoch secs + ceil(retry_after)) and
     /// no `Retry-After` (OpsRamp documents only the X-RateLimit headers). Entra: an AADSTS-shaped
-    /// `temporarily_unavailable` body with `Retry-After`.
+    /// `temporarily_unavailable` body with `Retry-After`. Defender for Endpoint: body
+    /// `{"error":{"code":"TooManyRequests",…,"target"}}` with `Retry-After` printed like Graph's
+    /// (the format is not documented for MDE; decimal seconds, so parse it as a float). Graph
+    /// `GraphConfirmCompromised`: the Graph body with no `Retry-After`.
     TooManyRequests {
         times: u32,
         retry_after: f64,
@@ -222,6 +247,10 @@ pub(crate) struct Inner {
     /// OpsRamp token -> expiry.
     pub opsramp_tokens: Mutex<HashMap<String, Instant>>,
     pub store: Mutex<state::Store>,
+    /// Devices, machine actions and the MDE request counter.
+    pub mde: Mutex<mde::MdeState>,
+    /// Users, confirmCompromised records and rate limiter, email remediations.
+    pub directory: Mutex<graph_actions::DirectoryState>,
     server: Mutex<Option<ServerTask>>,
 }
 
@@ -237,6 +266,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
+    /// Index of the tenant with that Azure tenant id (case-insensitive, as the token endpoint).
+    pub(crate) fn tenant_index(&self, azure_tenant_id: &str) -> Option<usize> {
+        self.tenants
+            .iter()
+            .position(|t| t.azure_tenant_id.eq_ignore_ascii_case(azure_tenant_id))
+    }
+
     pub(crate) fn count(&self, f: impl FnOnce(&mut SimStats)) {
         f(&mut lock(&self.stats));
     }
@@ -254,6 +290,21 @@ pub(crate) fn random_token(len: usize) -> String {
         .take(len)
         .map(char::from)
         .collect()
+}
+
+/// A random lowercase GUID-shaped string (8-4-4-4-12 hex), for ids and request ids.
+pub(crate) fn random_guid() -> String {
+    let h: String = (0..32)
+        .map(|_| char::from_digit(rand::random_range(0..16u32), 16).unwrap_or('0'))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 impl Sim {
@@ -304,10 +355,14 @@ impl Sim {
             entra_tokens: Mutex::new(HashMap::new()),
             opsramp_tokens: Mutex::new(HashMap::new()),
             store: Mutex::new(store),
+            mde: Mutex::new(mde::MdeState::default()),
+            directory: Mutex::new(graph_actions::DirectoryState::default()),
             server: Mutex::new(None),
         });
 
         let app = graph::router()
+            .merge(graph_actions::router())
+            .merge(mde::router())
             .nest("/opsramp", opsramp::router())
             .fallback(not_found)
             .with_state(inner.clone());
@@ -338,6 +393,17 @@ impl Sim {
         format!("{}/graph/v1.0", self.inner.base_url)
     }
 
+    /// Graph beta, for `security/collaboration/analyzedEmails/remediate`.
+    pub fn graph_beta_base(&self) -> String {
+        format!("{}/graph/beta", self.inner.base_url)
+    }
+
+    /// Defender for Endpoint API base, standing in for `https://api.security.microsoft.com/api`.
+    /// Tokens must be issued for the scope `https://api.securitycenter.microsoft.com/.default`.
+    pub fn mde_base(&self) -> String {
+        format!("{}/mde/api", self.inner.base_url)
+    }
+
     pub fn opsramp_base(&self) -> String {
         format!("{}/opsramp", self.inner.base_url)
     }
@@ -364,6 +430,100 @@ impl Sim {
     /// the same shape as [`Sim::tickets`].
     pub fn service_requests(&self) -> Vec<SimTicket> {
         lock(&self.inner.store).service_requests.clone()
+    }
+
+    /// Adds (or replaces, by `id`) Defender for Endpoint machines of one tenant. Each object is
+    /// an MDE machine (`id`, `computerDnsName`, `osPlatform`, `version`, `osBuild`,
+    /// `healthStatus`, `rbacGroupName`, `rbacGroupId` (a string), `machineTags`, `lastIpAddress`,
+    /// `aadDeviceId`, …), served as given by `GET machines/{id}` except for the simulator-only
+    /// knobs (every key starting with `sim`), which are read here:
+    /// - `simActionOutcome`: terminal status of every action on this device, `"Succeeded"`
+    ///   (default), `"Failed"`, `"TimeOut"` or `"Cancelled"`;
+    /// - `simActionMinutes`: simulated minutes from request to that terminal status (default 3,
+    ///   fractions allowed); seconds of wall time when `all_visible` is set;
+    /// - `simUnsupported`: action types (`"Isolate"`, `"Unisolate"`, `"RunAntiVirusScan"`) that
+    ///   answer 400 `OsPlatformNotSupported` on this device.
+    ///
+    /// A device never added is unknown (404), also to the other tenants' tokens.
+    ///
+    /// # Panics
+    /// On an unknown `azure_tenant_id`, a device without a string `id` or an invalid knob: these
+    /// are mistakes in the test or demo set-up, better loud than a puzzling 404 later.
+    pub fn add_devices(&self, azure_tenant_id: &str, devices: Vec<serde_json::Value>) {
+        let tenant = self
+            .inner
+            .tenant_index(azure_tenant_id)
+            .unwrap_or_else(|| panic!("add_devices: no simulated tenant {azure_tenant_id}"));
+        let mut state = lock(&self.inner.mde);
+        for d in devices {
+            state.add_device(tenant, d);
+        }
+    }
+
+    /// Adds (or replaces, by `id`) Graph users of one tenant: `id` (object id),
+    /// `displayName`, `mail`, `userPrincipalName`, and any other user property to serve. They
+    /// are found by `GET users/{id|upn}` and accepted by `confirmCompromised`; a user never added
+    /// is unknown (404).
+    ///
+    /// # Panics
+    /// On an unknown `azure_tenant_id` or a user without a string `id`.
+    pub fn add_users(&self, azure_tenant_id: &str, users: Vec<serde_json::Value>) {
+        let tenant = self
+            .inner
+            .tenant_index(azure_tenant_id)
+            .unwrap_or_else(|| panic!("add_users: no simulated tenant {azure_tenant_id}"));
+        let mut state = lock(&self.inner.directory);
+        for u in users {
+            state.add_user(tenant, u);
+        }
+    }
+
+    /// Every machine action created (answered 201), in request order, each as
+    /// `GET machineactions/{id}` would serve it now (status as of the current clock).
+    pub fn machine_actions(&self) -> Vec<serde_json::Value> {
+        let state = lock(&self.inner.mde);
+        state
+            .actions
+            .iter()
+            .map(|a| a.to_json(&self.inner))
+            .collect()
+    }
+
+    /// Count of `POST machines/{id}/{isolate|unisolate|runAntiVirusScan}` requests, including
+    /// the ones refused (fault, 401, 404, 400).
+    pub fn machine_requests(&self) -> u64 {
+        lock(&self.inner.mde).requests
+    }
+
+    /// `(azure tenant id, user object id)` for each user of each successful
+    /// `confirmCompromised` call, in order (a user listed twice in one call is recorded once).
+    pub fn confirmed_users(&self) -> Vec<(String, String)> {
+        lock(&self.inner.directory)
+            .confirmed
+            .iter()
+            .map(|(t, u)| (self.inner.tenants[*t].azure_tenant_id.clone(), u.clone()))
+            .collect()
+    }
+
+    /// Each accepted `analyzedEmails/remediate` request body, in order, with two
+    /// simulator-added keys: `simAzureTenantId` (the token's tenant) and `simLocation` (the
+    /// `Location` header that was answered).
+    pub fn email_remediations(&self) -> Vec<serde_json::Value> {
+        lock(&self.inner.directory).remediations.clone()
+    }
+
+    /// Status answered by `analyzedEmails/remediate` on success: 204 (default, as the API facts
+    /// say) or 202 (what the Graph beta reference page and its example show). Both carry
+    /// `Location`; clients should accept either.
+    ///
+    /// # Panics
+    /// On any other status.
+    pub fn set_email_remediate_status(&self, status: u16) {
+        assert!(
+            status == 202 || status == 204,
+            "set_email_remediate_status: 202 or 204, not {status}"
+        );
+        lock(&self.inner.directory).remediate_status = status;
     }
 
     pub fn stats(&self) -> SimStats {

@@ -33,7 +33,7 @@ use crate::domain::classify::{Decision, DecisionKind};
 use crate::domain::severity::Severity;
 use crate::domain::tenant::{Tenant, TenantFile};
 use crate::ports::{
-    AppliedVersion, IncidentRecord, IncidentSummary, OnceState, Store, StoredDecision,
+    ActionRecord, AppliedVersion, IncidentRecord, IncidentSummary, OnceState, Store, StoredDecision,
 };
 
 /// DynamoDB items are limited to 400 KB; bodies above this (compressed) go to S3.
@@ -755,6 +755,44 @@ impl Store for DynamoStore {
             Some(AttributeValue::Bool(true)) => OnceState::Done,
             _ => OnceState::Pending,
         })
+    }
+
+    async fn create_action(&self, rec: &ActionRecord) -> anyhow::Result<bool> {
+        let mut item: Item = HashMap::new();
+        item.insert("pk".into(), pk(&rec.tenant));
+        item.insert("sk".into(), s(format!("ACTION#{}", rec.key)));
+        item.insert("body".into(), s(serde_json::to_string(rec)?));
+        item.insert("ttl".into(), self.ttl());
+        self.put_if_absent(item).await
+    }
+
+    async fn get_action(&self, tenant: &str, key: &str) -> anyhow::Result<Option<ActionRecord>> {
+        match self.get(pk(tenant), &format!("ACTION#{key}")).await? {
+            Some(i) => Ok(Some(serde_json::from_str(get_s(&i, "body")?)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_action(&self, rec: &ActionRecord) -> anyhow::Result<()> {
+        self.db
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", pk(&rec.tenant))
+            .item("sk", s(format!("ACTION#{}", rec.key)))
+            .item("body", s(serde_json::to_string(rec)?))
+            .item("ttl", self.ttl())
+            .send()
+            .await
+            .map_err(|e| sdk("PutItem action", e))?;
+        Ok(())
+    }
+
+    async fn list_actions(&self, tenant: &str) -> anyhow::Result<Vec<ActionRecord>> {
+        self.query_prefix(tenant, "ACTION#")
+            .await?
+            .iter()
+            .map(|i| Ok(serde_json::from_str(get_s(i, "body")?)?))
+            .collect()
     }
 
     async fn once_finish(&self, tenant: &str, key: &str) -> anyhow::Result<()> {

@@ -18,8 +18,8 @@ use crate::domain::severity::Severity;
 use crate::domain::tenant::{Tenant, TenantFile};
 use crate::messages::{AlertRef, QueueName};
 use crate::ports::{
-    AppliedVersion, IncidentRecord, IncidentSummary, OnceState, Queue, Received, Store,
-    StoredDecision,
+    ActionRecord, AppliedVersion, IncidentRecord, IncidentSummary, OnceState, Queue, Received,
+    Store, StoredDecision,
 };
 
 const SCHEMA: &str = r#"
@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS applied (
   done INTEGER NOT NULL, PRIMARY KEY (tenant, key, alert_id, last_update));
 CREATE TABLE IF NOT EXISTS once_marks (
   tenant TEXT NOT NULL, key TEXT NOT NULL, done INTEGER NOT NULL, PRIMARY KEY (tenant, key));
+CREATE TABLE IF NOT EXISTS actions (
+  tenant TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, key));
 CREATE TABLE IF NOT EXISTS queue (
   id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL,
   visible_at INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, handle TEXT,
@@ -64,10 +66,6 @@ fn parse_ts(s: &str) -> anyhow::Result<DateTime<Utc>> {
     Ok(DateTime::parse_from_rfc3339(s)
         .with_context(|| format!("stored time {s:?} is not RFC 3339"))?
         .with_timezone(&Utc))
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +90,9 @@ impl Default for QueueSettings {
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     pub queue: QueueSettings,
+    /// Queue visibility follows this clock: the wall clock normally, the simulated one in
+    /// the demo (so a "check again in a minute" means a simulated minute).
+    clock: std::sync::Arc<dyn crate::ports::Clock>,
 }
 
 impl SqliteStore {
@@ -112,7 +113,17 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             queue: QueueSettings::default(),
+            clock: std::sync::Arc::new(crate::ports::SystemClock),
         })
+    }
+
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn crate::ports::Clock>) -> SqliteStore {
+        self.clock = clock;
+        self
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
     }
 
     pub fn with_queue_settings(mut self, q: QueueSettings) -> SqliteStore {
@@ -553,6 +564,49 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn create_action(&self, rec: &ActionRecord) -> anyhow::Result<bool> {
+        let body = serde_json::to_string(rec)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO actions (tenant, key, body) VALUES (?1, ?2, ?3)",
+                params![rec.tenant, rec.key, body],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    async fn get_action(&self, tenant: &str, key: &str) -> anyhow::Result<Option<ActionRecord>> {
+        let body: Option<String> = self.with(|c| {
+            c.query_row(
+                "SELECT body FROM actions WHERE tenant = ?1 AND key = ?2",
+                params![tenant, key],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+    }
+
+    async fn put_action(&self, rec: &ActionRecord) -> anyhow::Result<()> {
+        let body = serde_json::to_string(rec)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO actions (tenant, key, body) VALUES (?1, ?2, ?3) ON CONFLICT(tenant, key) DO UPDATE SET body = excluded.body",
+                params![rec.tenant, rec.key, body],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn list_actions(&self, tenant: &str) -> anyhow::Result<Vec<ActionRecord>> {
+        let rows: Vec<String> = self.with(|c| {
+            let mut st = c.prepare("SELECT body FROM actions WHERE tenant = ?1 ORDER BY key")?;
+            let rows = st.query_map([tenant], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        rows.iter().map(|b| Ok(serde_json::from_str(b)?)).collect()
+    }
+
     async fn once_finish(&self, tenant: &str, key: &str) -> anyhow::Result<()> {
         self.with(|c| {
             c.execute(
@@ -567,7 +621,7 @@ impl Store for SqliteStore {
 #[async_trait]
 impl Queue for SqliteStore {
     async fn send_batch(&self, q: QueueName, msgs: &[AlertRef]) -> anyhow::Result<()> {
-        let now = now_ms();
+        let now = self.now_ms();
         self.with(|c| {
             let tx = c.transaction()?;
             {
@@ -582,7 +636,7 @@ impl Queue for SqliteStore {
     }
 
     async fn receive(&self, q: QueueName, max: usize) -> anyhow::Result<Vec<Received>> {
-        let now = now_ms();
+        let now = self.now_ms();
         let until = now + self.queue.visibility_timeout.as_millis() as i64;
         self.with(|c| {
             let tx = c.transaction()?;
@@ -623,7 +677,7 @@ impl Queue for SqliteStore {
 
     async fn nack(&self, q: QueueName, handle: &str, error: &str) -> anyhow::Result<()> {
         let max = self.queue.max_receive;
-        let visible = now_ms() + self.queue.retry_delay.as_millis() as i64;
+        let visible = self.now_ms() + self.queue.retry_delay.as_millis() as i64;
         self.with(|c| {
             let tx = c.transaction()?;
             let row: Option<(i64, String, u32)> = tx
@@ -648,6 +702,23 @@ impl Queue for SqliteStore {
                 }
             }
             tx.commit()
+        })
+    }
+
+    async fn send_delayed(
+        &self,
+        q: QueueName,
+        _tenant: &str,
+        body: &str,
+        delay: Duration,
+    ) -> anyhow::Result<()> {
+        let at = self.now_ms() + delay.as_millis() as i64;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO queue (queue, body, visible_at) VALUES (?1, ?2, ?3)",
+                params![q.as_str(), body, at],
+            )
+            .map(|_| ())
         })
     }
 

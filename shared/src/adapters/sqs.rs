@@ -20,9 +20,12 @@ use crate::ports::{Queue, Received};
 pub struct QueueUrls {
     pub classify: String,
     pub ticket: String,
+    /// The first-response queue (absent where first response is not deployed).
+    pub respond: Option<String>,
     /// Dead-letter queue URLs, for depth reporting and redrive.
     pub classify_dlq: Option<String>,
     pub ticket_dlq: Option<String>,
+    pub respond_dlq: Option<String>,
 }
 
 pub struct SqsQueue {
@@ -49,6 +52,8 @@ impl SqsQueue {
         match q {
             QueueName::Classify => &self.urls.classify,
             QueueName::Ticket => &self.urls.ticket,
+            // An empty URL makes SQS refuse the call with a clear error.
+            QueueName::Respond => self.urls.respond.as_deref().unwrap_or(""),
         }
     }
 
@@ -56,6 +61,7 @@ impl SqsQueue {
         match q {
             QueueName::Classify => self.urls.classify_dlq.as_deref(),
             QueueName::Ticket => self.urls.ticket_dlq.as_deref(),
+            QueueName::Respond => self.urls.respond_dlq.as_deref(),
         }
     }
 
@@ -115,11 +121,16 @@ impl SqsQueue {
         let (t, td) = urls
             .remove("ticket")
             .ok_or_else(|| anyhow!("ticket queue missing"))?;
+        let (r, rd) = urls
+            .remove("respond")
+            .ok_or_else(|| anyhow!("respond queue missing"))?;
         Ok(QueueUrls {
             classify: c,
             ticket: t,
+            respond: Some(r),
             classify_dlq: Some(cd),
             ticket_dlq: Some(td),
+            respond_dlq: Some(rd),
         })
     }
 
@@ -263,7 +274,30 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    async fn send_delayed(
+        &self,
+        q: QueueName,
+        tenant: &str,
+        body: &str,
+        delay: Duration,
+    ) -> anyhow::Result<()> {
+        self.client
+            .send_message()
+            .queue_url(self.url(q))
+            .message_body(body)
+            .delay_seconds(delay.as_secs().min(900) as i32)
+            .message_attributes("tenant", attr(tenant)?)
+            .message_attributes("step", attr(q.as_str())?)
+            .send()
+            .await
+            .map_err(|e| err("SendMessage", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
     async fn depth(&self, q: QueueName) -> anyhow::Result<(u64, u64)> {
+        if q == QueueName::Respond && self.urls.respond.is_none() {
+            return Ok((0, 0));
+        }
         let live = self.count(self.url(q)).await?;
         let dead = match self.dlq(q) {
             Some(u) => self.count(u).await?,

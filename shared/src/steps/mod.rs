@@ -10,6 +10,7 @@ use crate::ports::{AlertSource, Clock, Queue, Store, Tickets};
 pub mod classify;
 pub mod fetch;
 pub mod inquiries;
+pub mod respond;
 pub mod ticket;
 
 #[derive(Debug, Clone)]
@@ -47,4 +48,7 @@ pub struct Deps {
     pub tickets: Arc<dyn Tickets>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    /// First response (MDE, Identity Protection); `None` where it is not set up, and then
+    /// no action is ever planned.
+    pub respond: Option<Arc<respond::ResponseDeps>>,
 }

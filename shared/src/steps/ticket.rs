@@ -70,6 +70,20 @@ pub async fn run(deps: &Deps, msg: &AlertRef) -> anyhow::Result<TicketOutcome> {
     let mut actions = Vec::new();
     let ticket_id = ensure_ticket(deps, &tenant, &alert, &key, &mut actions).await?;
     apply_version(deps, &tenant, &alert, &key, &ticket_id, &mut actions).await?;
+    // First response follows the ticket (its notes go on it); queued only where the tenant's
+    // policy could act on this product.
+    if deps.respond.is_some()
+        && check
+            .product
+            .is_some_and(|p| super::respond::wanted(&tenant, p))
+    {
+        deps.queue
+            .send_batch(
+                crate::messages::QueueName::Respond,
+                std::slice::from_ref(msg),
+            )
+            .await?;
+    }
     Ok(TicketOutcome {
         ticket_id,
         incident_key: key,

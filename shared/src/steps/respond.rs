@@ -1,0 +1,485 @@
+//! First response (R-RESPOND): for an incident alert, plan the actions the tenant's policy
+//! allows (isolate + full scan per MDE device, confirm compromised per IdP user), pass each
+//! through the guardrails, record an intent before calling the product, and track machine
+//! actions to a terminal state with delayed check messages. Every step is written on the
+//! ticket in Japanese; a retry or rerun finds the intent and resumes instead of repeating.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+
+use super::Deps;
+use crate::adapters::identity::RiskyUsers;
+use crate::adapters::mde::{DeviceActions, MachineAction, Requested};
+use crate::domain::alert::{Alert, Product};
+use crate::domain::calendar::Calendar;
+use crate::domain::response::{self, ActionKind, GuardContext, Mode, Verdict};
+use crate::domain::tenant::Tenant;
+use crate::messages::{ActionCheck, AlertRef, QueueName, MESSAGE_VERSION};
+use crate::ports::{ActionRecord, ActionStatus};
+
+pub struct ResponseDeps {
+    pub devices: Arc<dyn DeviceActions>,
+    pub users: Arc<dyn RiskyUsers>,
+    pub calendar: Calendar,
+    /// How long to wait before looking at a machine action again.
+    pub check_every: Duration,
+    /// A machine action still not terminal after this long is reported as timed out.
+    pub give_up_after: Duration,
+}
+
+const COMMENT: &str =
+    "mss: first response to a Defender incident (automated, per the customer's agreed policy)";
+
+/// Whether the tenant's policy could act on this product at all (so nothing is queued for
+/// tenants that keep first response off, the default).
+pub fn wanted(t: &Tenant, p: Product) -> bool {
+    match p {
+        Product::Mde => t.response.mde.isolate != Mode::Off || t.response.mde.scan != Mode::Off,
+        Product::Idp => t.response.idp.confirm_compromised != Mode::Off,
+        _ => false,
+    }
+}
+
+fn key(incident: &str, kind: ActionKind, target: &str) -> String {
+    format!(
+        "{incident}|{}|{target}",
+        serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    )
+}
+
+async fn note(
+    deps: &Deps,
+    tenant: &str,
+    incident: &str,
+    rec_key: &str,
+    stage: &str,
+    text: &str,
+) -> anyhow::Result<()> {
+    let inc = deps
+        .store
+        .get_incident(tenant, incident)
+        .await?
+        .and_then(|i| i.ticket_id)
+        .ok_or_else(|| anyhow!("incident {incident} has no ticket yet; will retry"))?;
+    let ext = format!("mss-action-{}-{stage}", rec_key.replace(['|', ':'], "-"));
+    if !deps.tickets.has_response(&inc, &ext).await? {
+        deps.tickets.add_response(&inc, text, &ext).await?;
+    }
+    Ok(())
+}
+
+fn status_ja(s: ActionStatus) -> &'static str {
+    match s {
+        ActionStatus::Requesting | ActionStatus::InProgress => "実行中",
+        ActionStatus::Succeeded => "完了",
+        ActionStatus::Failed => "失敗",
+        ActionStatus::TimedOut => "タイムアウト",
+        ActionStatus::Cancelled => "キャンセル",
+        ActionStatus::PendingApproval => "承認待ち",
+        ActionStatus::WaitingHours => "対応時間待ち",
+        ActionStatus::Refused => "実行しない（保護対象）",
+        ActionStatus::Unsupported => "実行不可（製品が未対応）",
+    }
+}
+
+fn record_text(r: &ActionRecord) -> String {
+    let what = r.kind.label_ja();
+    let mut s = format!(
+        "【一次対応】{what}: {}\n■ 対象: {}\n",
+        status_ja(r.status),
+        r.target
+    );
+    if !r.reason.is_empty() {
+        s.push_str(&format!("■ 理由・詳細: {}\n", r.reason));
+    }
+    if let Some(id) = &r.machine_action_id {
+        s.push_str(&format!("■ MDE アクション ID: {id}\n"));
+    }
+    if r.kind == ActionKind::ConfirmCompromised && r.status == ActionStatus::Succeeded {
+        s.push_str("■ ユーザーリスクを「高」に設定しました。お客様のユーザーリスクポリシーにより、次回サインイン時にパスワード変更が求められます（ポリシーの設定はお客様の管理範囲です）。\n");
+    }
+    s
+}
+
+/// Plans and starts the actions for one incident alert version.
+pub async fn plan(deps: &Deps, msg: &AlertRef) -> anyhow::Result<Vec<ActionRecord>> {
+    let Some(rd) = deps.respond.clone() else {
+        return Ok(vec![]);
+    };
+    let tenant = deps
+        .store
+        .get_tenant(&msg.tenant)
+        .await?
+        .ok_or_else(|| anyhow!("tenant {} is not registered", msg.tenant))?;
+    let alert = deps
+        .store
+        .get_alert_version(&tenant.id, &msg.alert_id, msg.last_update)
+        .await?
+        .ok_or_else(|| {
+            anyhow!(
+                "alert {:?} version {} is not stored",
+                msg.alert_id,
+                msg.last_update
+            )
+        })?;
+    let product = alert
+        .fields
+        .service_source
+        .as_deref()
+        .and_then(Product::from_service_source);
+    let incident = alert.incident_key();
+    let mut out = Vec::new();
+    match product {
+        Some(Product::Mde) => {
+            for device in unique(
+                alert
+                    .evidence()
+                    .filter(|e| e.kind() == "deviceEvidence")
+                    .filter_map(|e| e.str("mdeDeviceId")),
+            ) {
+                for kind in [ActionKind::Isolate, ActionKind::Scan] {
+                    if let Some(r) =
+                        device_action(deps, &rd, &tenant, &incident, kind, &device).await?
+                    {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+        Some(Product::Idp) => {
+            for (user, upn) in users(&alert) {
+                if let Some(r) =
+                    user_action(deps, &rd, &tenant, &incident, &user, upn.as_deref()).await?
+                {
+                    out.push(r);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+fn unique<'a>(it: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for s in it {
+        if !v.iter().any(|x| x == s) {
+            v.push(s.to_string());
+        }
+    }
+    v
+}
+
+fn users(alert: &Alert) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    for e in alert.evidence().filter(|e| e.kind() == "userEvidence") {
+        if let Some(id) = e.nested_str("userAccount", "azureAdUserId") {
+            if !out.iter().any(|(x, _)| x == id) {
+                out.push((
+                    id.to_string(),
+                    e.nested_str("userAccount", "userPrincipalName")
+                        .map(str::to_string),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn in_hours(rd: &ResponseDeps, now: DateTime<Utc>) -> bool {
+    rd.calendar.is_within_service_hours(now.fixed_offset())
+}
+
+async fn recent(
+    deps: &Deps,
+    tenant: &str,
+    kinds: &[ActionKind],
+    now: DateTime<Utc>,
+) -> anyhow::Result<u32> {
+    Ok(deps
+        .store
+        .list_actions(tenant)
+        .await?
+        .iter()
+        .filter(|a| kinds.contains(&a.kind))
+        .filter(|a| {
+            matches!(
+                a.status,
+                ActionStatus::Requesting
+                    | ActionStatus::InProgress
+                    | ActionStatus::Succeeded
+                    | ActionStatus::Failed
+                    | ActionStatus::TimedOut
+            )
+        })
+        .filter(|a| now - a.created_at < chrono::Duration::hours(1))
+        .count() as u32)
+}
+
+fn new_record(
+    tenant: &str,
+    incident: &str,
+    kind: ActionKind,
+    target: &str,
+    status: ActionStatus,
+    reason: String,
+    now: DateTime<Utc>,
+) -> ActionRecord {
+    ActionRecord {
+        tenant: tenant.to_string(),
+        key: key(incident, kind, target),
+        incident_key: incident.to_string(),
+        kind,
+        target: target.to_string(),
+        status,
+        reason,
+        machine_action_id: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn device_action(
+    deps: &Deps,
+    rd: &ResponseDeps,
+    t: &Tenant,
+    incident: &str,
+    kind: ActionKind,
+    device: &str,
+) -> anyhow::Result<Option<ActionRecord>> {
+    let now = deps.clock.now();
+    let k = key(incident, kind, device);
+    if let Some(existing) = deps.store.get_action(&t.id, &k).await? {
+        // A rerun: resume an intent whose request may not have reached MDE; else nothing.
+        if existing.status == ActionStatus::Requesting {
+            return start_device_action(deps, rd, t, existing).await.map(Some);
+        }
+        return Ok(Some(existing));
+    }
+    let record = match rd.devices.device(&t.id, device).await? {
+        None => Some(new_record(&t.id, incident, kind, device, ActionStatus::Refused,
+            "MDE にこのデバイスが見つからないため実行しません（アラートのデバイス ID のみを使用し、ホスト名では解決しません）。".into(), now)),
+        Some(d) => {
+            let ctx = GuardContext {
+                in_service_hours: in_hours(rd, now),
+                recent_in_hour: recent(deps, &t.id, &[ActionKind::Isolate], now).await?,
+                approved: false,
+            };
+            let v = match kind {
+                ActionKind::Isolate => response::guard_isolate(&t.response, &d, ctx),
+                _ => response::guard_scan(&t.response, &d, ctx),
+            };
+            verdict_record(&t.id, incident, kind, device, v, now)
+        }
+    };
+    let Some(rec) = record else { return Ok(None) };
+    if !deps.store.create_action(&rec).await? {
+        return deps.store.get_action(&t.id, &k).await;
+    }
+    if rec.status == ActionStatus::Requesting {
+        return start_device_action(deps, rd, t, rec).await.map(Some);
+    }
+    note(
+        deps,
+        &t.id,
+        incident,
+        &rec.key,
+        "decided",
+        &record_text(&rec),
+    )
+    .await?;
+    Ok(Some(rec))
+}
+
+fn verdict_record(
+    tenant: &str,
+    incident: &str,
+    kind: ActionKind,
+    target: &str,
+    v: Verdict,
+    now: DateTime<Utc>,
+) -> Option<ActionRecord> {
+    let (status, reason) = match v {
+        Verdict::Off => return None,
+        Verdict::Go => (ActionStatus::Requesting, String::new()),
+        Verdict::PendingApproval(r) => (ActionStatus::PendingApproval, r),
+        Verdict::WaitingHours(r) => (ActionStatus::WaitingHours, r),
+        Verdict::Refused(r) => (ActionStatus::Refused, r),
+        Verdict::Unsupported(r) => (ActionStatus::Unsupported, r),
+    };
+    Some(new_record(
+        tenant, incident, kind, target, status, reason, now,
+    ))
+}
+
+async fn start_device_action(
+    deps: &Deps,
+    rd: &ResponseDeps,
+    t: &Tenant,
+    mut rec: ActionRecord,
+) -> anyhow::Result<ActionRecord> {
+    let requested = match rec.kind {
+        ActionKind::Isolate => {
+            rd.devices
+                .isolate(
+                    &t.id,
+                    &rec.target,
+                    t.response.mde.isolation_type.api_value(),
+                    COMMENT,
+                )
+                .await?
+        }
+        ActionKind::Unisolate => rd.devices.unisolate(&t.id, &rec.target, COMMENT).await?,
+        _ => rd.devices.full_scan(&t.id, &rec.target, COMMENT).await?,
+    };
+    rec.updated_at = deps.clock.now();
+    match requested {
+        Requested::Started(a) | Requested::AlreadyInProgress(Some(a)) => {
+            rec.status = ActionStatus::InProgress;
+            rec.machine_action_id = Some(a.id);
+        }
+        Requested::AlreadyInProgress(None) => {
+            rec.status = ActionStatus::InProgress;
+            rec.reason = "同種のアクションが MDE で実行中です。".into();
+        }
+        Requested::Unsupported(m) => {
+            rec.status = ActionStatus::Unsupported;
+            rec.reason = format!("このデバイスの OS では実行できません（MDE: {m}）。");
+        }
+    }
+    deps.store.put_action(&rec).await?;
+    note(
+        deps,
+        &t.id,
+        &rec.incident_key,
+        &rec.key,
+        "started",
+        &record_text(&rec),
+    )
+    .await?;
+    if rec.status == ActionStatus::InProgress {
+        schedule_check(deps, rd, &rec).await?;
+    }
+    Ok(rec)
+}
+
+async fn schedule_check(deps: &Deps, rd: &ResponseDeps, rec: &ActionRecord) -> anyhow::Result<()> {
+    let body = serde_json::to_string(&ActionCheck {
+        v: MESSAGE_VERSION,
+        tenant: rec.tenant.clone(),
+        check: rec.key.clone(),
+    })?;
+    deps.queue
+        .send_delayed(QueueName::Respond, &rec.tenant, &body, rd.check_every)
+        .await
+}
+
+async fn user_action(
+    deps: &Deps,
+    rd: &ResponseDeps,
+    t: &Tenant,
+    incident: &str,
+    user: &str,
+    upn: Option<&str>,
+) -> anyhow::Result<Option<ActionRecord>> {
+    let now = deps.clock.now();
+    let k = key(incident, ActionKind::ConfirmCompromised, user);
+    let existing = deps.store.get_action(&t.id, &k).await?;
+    let mut rec = match existing {
+        Some(r) if r.status != ActionStatus::Requesting => return Ok(Some(r)),
+        Some(r) => r,
+        None => {
+            let ctx = GuardContext {
+                in_service_hours: in_hours(rd, now),
+                recent_in_hour: recent(deps, &t.id, &[ActionKind::ConfirmCompromised], now).await?,
+                approved: false,
+            };
+            let Some(r) = verdict_record(
+                &t.id,
+                incident,
+                ActionKind::ConfirmCompromised,
+                user,
+                response::guard_confirm(&t.response, user, upn, ctx),
+                now,
+            ) else {
+                return Ok(None);
+            };
+            if !deps.store.create_action(&r).await? {
+                return deps.store.get_action(&t.id, &k).await;
+            }
+            if r.status != ActionStatus::Requesting {
+                note(deps, &t.id, incident, &r.key, "decided", &record_text(&r)).await?;
+                return Ok(Some(r));
+            }
+            r
+        }
+    };
+    // Confirming twice is harmless (the user stays high risk), so a resumed intent simply
+    // confirms again.
+    rd.users.confirm_compromised(&t.id, user).await?;
+    rec.status = ActionStatus::Succeeded;
+    rec.updated_at = deps.clock.now();
+    deps.store.put_action(&rec).await?;
+    note(deps, &t.id, incident, &rec.key, "done", &record_text(&rec)).await?;
+    Ok(Some(rec))
+}
+
+/// A delayed check: polls the machine action, records and notes a terminal state, or
+/// schedules the next check.
+pub async fn check(deps: &Deps, c: &ActionCheck) -> anyhow::Result<ActionRecord> {
+    let rd = deps
+        .respond
+        .clone()
+        .ok_or_else(|| anyhow!("first response is not configured here"))?;
+    let mut rec = deps
+        .store
+        .get_action(&c.tenant, &c.check)
+        .await?
+        .ok_or_else(|| anyhow!("no action record {}", c.check))?;
+    if rec.status != ActionStatus::InProgress {
+        return Ok(rec); // terminal already (a duplicate check)
+    }
+    let action: Option<MachineAction> = match &rec.machine_action_id {
+        Some(id) => Some(rd.devices.action(&rec.tenant, id).await?),
+        None => None,
+    };
+    let now = deps.clock.now();
+    let terminal = action
+        .as_ref()
+        .filter(|a| a.is_terminal())
+        .map(|a| match a.status.as_str() {
+            "Succeeded" => ActionStatus::Succeeded,
+            "Failed" => ActionStatus::Failed,
+            "TimeOut" => ActionStatus::TimedOut,
+            _ => ActionStatus::Cancelled,
+        });
+    match terminal {
+        Some(s) => rec.status = s,
+        None if (now - rec.created_at).to_std().unwrap_or_default() > rd.give_up_after => {
+            rec.status = ActionStatus::TimedOut;
+            rec.reason = "MDE のアクションが規定時間内に完了しませんでした。ポータルで状態を確認してください。".into();
+        }
+        None => {
+            schedule_check(deps, &rd, &rec).await?;
+            return Ok(rec);
+        }
+    }
+    rec.updated_at = now;
+    deps.store.put_action(&rec).await?;
+    note(
+        deps,
+        &rec.tenant,
+        &rec.incident_key,
+        &rec.key,
+        "result",
+        &record_text(&rec),
+    )
+    .await?;
+    Ok(rec)
+}
