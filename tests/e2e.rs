@@ -371,6 +371,43 @@ fn builtin_demo_runs_and_is_consistent() {
     }
     assert!(alerts >= 200, "{alerts}");
     assert!(dir.path().join("mss.sqlite").exists());
+    // First response: every intent has a status from the interface, and the policies show:
+    // kaede acts automatically, aoba holds isolation for approval and scans in hours only.
+    let allowed = [
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "in_progress",
+        "pending_approval",
+        "waiting_hours",
+        "refused",
+        "unsupported",
+    ];
+    for t in tenants {
+        for a in t["actions"].as_array().unwrap() {
+            assert!(allowed.contains(&a["status"].as_str().unwrap()), "{a}");
+        }
+    }
+    let count = |t: &str, kind: &str, status: &str| {
+        tenant(&r, t)["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == kind && a["status"] == status)
+            .count()
+    };
+    assert!(count("kaede-shoji", "isolate", "succeeded") >= 1);
+    assert!(
+        count("kaede-shoji", "isolate", "refused") >= 1,
+        "the VIP device is protected"
+    );
+    assert!(count("aoba-ginko", "isolate", "pending_approval") >= 1);
+    assert!(
+        count("aoba-ginko", "scan", "succeeded") >= 1,
+        "scans held overnight ran at 9:00"
+    );
+    assert_eq!(count("aoba-ginko", "scan", "timed_out"), 0);
     // The desk's inquiries: due dates on all; business-impact ones (due the same day)
     // got one reminder and one escalation each, as internal notes; general ones nothing yet.
     let sim: Value = serde_json::from_str(
@@ -812,4 +849,133 @@ fn first_response_actions_follow_the_guardrails() {
     // A rerun on the same state repeats no action.
     let r2 = run_demo(&p, &state);
     assert_eq!(tenant(&r2, "kaede-shoji")["actions"], k["actions"]);
+}
+
+/// Held actions run only after an operator approves them; a release is the operator's too.
+#[test]
+fn approval_and_release_by_the_operator() {
+    let mut sc = scenario();
+    let t = &mut sc["tenants"][0];
+    t["config"]["response"] = json!({"mde": {"isolate": "approval", "scan": "off"}});
+    t["devices"] = json!([{"id": "d1", "computerDnsName": "d1.kaede.local", "osPlatform": "Windows11", "version": "23H2", "rbacGroupName": "東京本社PC", "machineTags": []}]);
+    let alerts = t["alerts"].as_array_mut().unwrap();
+    alerts.retain(|a| a["serviceSource"] != MDE);
+    alerts.push(alert("da-x1", "2026-11-02T00:10:00Z", MDE, "high", Some("900"),
+        json!({"evidence": [{"@odata.type": "#microsoft.graph.security.deviceEvidence", "rbacGroupName": "東京本社PC", "mdeDeviceId": "d1"}]})));
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.json");
+    std::fs::write(&p, sc.to_string()).unwrap();
+    let state = dir.path().join("st");
+    let st = state.to_str().unwrap();
+    let status = |r: &Value| -> Vec<(String, String)> {
+        tenant(r, "kaede-shoji")["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["kind"].as_str().unwrap().to_string(),
+                    a["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let r = run_demo(&p, &state);
+    assert_eq!(
+        status(&r),
+        vec![("isolate".into(), "pending_approval".into())]
+    );
+    // Nothing to release yet, and approving an unknown incident is refused.
+    let o = mss(&[
+        "respond",
+        "release",
+        "--tenant",
+        "kaede-shoji",
+        "--device",
+        "d1",
+        "--reason",
+        "誤検知",
+        "--state",
+        st,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = mss(&[
+        "respond",
+        "approve",
+        "--tenant",
+        "kaede-shoji",
+        "--incident",
+        "999",
+        "--state",
+        st,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = mss(&[
+        "respond",
+        "approve",
+        "--tenant",
+        "kaede-shoji",
+        "--incident",
+        "900",
+        "--state",
+        st,
+        "--by",
+        "suzuki",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("approved: isolate d1"),
+        "{}",
+        stdout(&o)
+    );
+    let r = run_demo(&p, &state);
+    assert_eq!(status(&r), vec![("isolate".into(), "succeeded".into())]);
+    let o = mss(&[
+        "respond",
+        "release",
+        "--tenant",
+        "kaede-shoji",
+        "--device",
+        "d1",
+        "--reason",
+        "調査の結果、誤検知と判断",
+        "--state",
+        st,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = run_demo(&p, &state);
+    assert_eq!(
+        status(&r),
+        vec![
+            ("isolate".into(), "succeeded".into()),
+            ("unisolate".into(), "succeeded".into())
+        ]
+    );
+    let sim: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("opsramp-sim.json")).unwrap())
+            .unwrap();
+    let tk = sim["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ext_ticket_id"] == "mss-kaede-shoji-inc-900")
+        .unwrap();
+    let notes: Vec<&str> = tk["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["description"].as_str().unwrap())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("ネットワーク分離: 承認待ち")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("ネットワーク分離の解除: 完了") && n.contains("誤検知と判断")),
+        "{notes:?}"
+    );
 }

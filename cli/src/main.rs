@@ -119,10 +119,45 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SimCmd,
     },
+    /// First response: an operator's approval or release (embedded state).
+    Respond {
+        #[command(subcommand)]
+        cmd: RespondCmd,
+    },
     /// Local cloud tooling (emulators only).
     Cloud {
         #[command(subcommand)]
         cmd: CloudCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RespondCmd {
+    /// Approve the held actions (approval mode, cap, outside hours) of one incident; the
+    /// pipeline runs them on its next pass.
+    Approve {
+        #[arg(long)]
+        tenant: String,
+        /// The Defender incident id (or the alert id for an alert without incident).
+        #[arg(long)]
+        incident: String,
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Release a device this service isolated; the reason goes on the ticket.
+    Release {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        device: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
     },
 }
 
@@ -363,6 +398,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Cloud { cmd } => cloud_cmd(cmd),
+        Cmd::Respond { cmd } => respond_cmd(cmd),
         Cmd::Sim {
             cmd:
                 SimCmd::Serve {
@@ -377,6 +413,76 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn respond_cmd(cmd: RespondCmd) -> anyhow::Result<ExitCode> {
+    let open = |state: &PathBuf| -> anyhow::Result<shared::adapters::sqlite::SqliteStore> {
+        let db = state.join("mss.sqlite");
+        if !db.exists() {
+            return usage(format!(
+                "{}: no state here (expected mss.sqlite)",
+                state.display()
+            ));
+        }
+        shared::adapters::sqlite::SqliteStore::open(&db)
+    };
+    let rt = runtime()?;
+    match cmd {
+        RespondCmd::Approve {
+            tenant,
+            incident,
+            state,
+            by,
+        } => {
+            let s = open(&state)?;
+            let approved = rt.block_on(shared::steps::respond::approve(
+                &s,
+                &s,
+                chrono::Utc::now(),
+                &tenant,
+                &incident,
+                &by,
+            ))?;
+            if approved.is_empty() {
+                return usage(format!(
+                    "tenant {tenant}, incident {incident}: no action waits for approval"
+                ));
+            }
+            for a in approved {
+                println!(
+                    "approved: {} {} ({})",
+                    serde_json::to_value(a.kind)?.as_str().unwrap_or(""),
+                    a.target,
+                    a.incident_key
+                );
+            }
+        }
+        RespondCmd::Release {
+            tenant,
+            device,
+            reason,
+            state,
+            by,
+        } => {
+            let s = open(&state)?;
+            match rt.block_on(shared::steps::respond::release(
+                &s,
+                &s,
+                chrono::Utc::now(),
+                &tenant,
+                &device,
+                &reason,
+                &by,
+            )) {
+                Ok(r) => println!(
+                    "release requested: {} ({}); the pipeline runs it on its next pass",
+                    r.target, r.incident_key
+                ),
+                Err(e) => return usage(format!("{e:#}")),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cloud_cmd(cmd: CloudCmd) -> anyhow::Result<ExitCode> {

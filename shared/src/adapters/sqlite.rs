@@ -712,7 +712,13 @@ impl Queue for SqliteStore {
         body: &str,
         delay: Duration,
     ) -> anyhow::Result<()> {
-        let at = self.now_ms() + delay.as_millis() as i64;
+        // No delay means "visible now" on any clock: an operator's command (wall clock) must
+        // reach a worker running on a simulated clock too.
+        let at = if delay.is_zero() {
+            0
+        } else {
+            self.now_ms() + delay.as_millis() as i64
+        };
         self.with(|c| {
             c.execute(
                 "INSERT INTO queue (queue, body, visible_at) VALUES (?1, ?2, ?3)",

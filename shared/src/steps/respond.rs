@@ -18,7 +18,7 @@ use crate::domain::calendar::Calendar;
 use crate::domain::response::{self, ActionKind, GuardContext, Mode, Verdict};
 use crate::domain::tenant::Tenant;
 use crate::messages::{ActionCheck, AlertRef, QueueName, MESSAGE_VERSION};
-use crate::ports::{ActionRecord, ActionStatus};
+use crate::ports::{ActionRecord, ActionStatus, Queue, Store};
 
 pub struct ResponseDeps {
     pub devices: Arc<dyn DeviceActions>,
@@ -242,6 +242,7 @@ fn new_record(
         machine_action_id: None,
         created_at: now,
         updated_at: now,
+        approved_by: None,
     }
 }
 
@@ -294,6 +295,9 @@ async fn device_action(
         &record_text(&rec),
     )
     .await?;
+    if rec.status == ActionStatus::WaitingHours {
+        schedule_window_check(deps, rd, &rec).await?;
+    }
     Ok(Some(rec))
 }
 
@@ -369,14 +373,46 @@ async fn start_device_action(
     Ok(rec)
 }
 
+/// A check at the next service window (in steps of at most 15 minutes, SQS's longest delay).
+async fn schedule_window_check(
+    deps: &Deps,
+    rd: &ResponseDeps,
+    rec: &ActionRecord,
+) -> anyhow::Result<()> {
+    let now = deps.clock.now();
+    let next = rd.calendar.next_service_start(now.fixed_offset())?;
+    let wait = (next.with_timezone(&Utc) - now)
+        .to_std()
+        .unwrap_or_default();
+    send_check(
+        deps,
+        rec,
+        wait.min(Duration::from_secs(900))
+            .max(Duration::from_secs(1)),
+    )
+    .await
+}
+
 async fn schedule_check(deps: &Deps, rd: &ResponseDeps, rec: &ActionRecord) -> anyhow::Result<()> {
+    send_check(deps, rec, rd.check_every).await
+}
+
+async fn send_check(deps: &Deps, rec: &ActionRecord, delay: Duration) -> anyhow::Result<()> {
+    send_check_on(deps.queue.as_ref(), rec, delay).await
+}
+
+async fn send_check_on(
+    queue: &dyn Queue,
+    rec: &ActionRecord,
+    delay: Duration,
+) -> anyhow::Result<()> {
     let body = serde_json::to_string(&ActionCheck {
         v: MESSAGE_VERSION,
         tenant: rec.tenant.clone(),
         check: rec.key.clone(),
     })?;
-    deps.queue
-        .send_delayed(QueueName::Respond, &rec.tenant, &body, rd.check_every)
+    queue
+        .send_delayed(QueueName::Respond, &rec.tenant, &body, delay)
         .await
 }
 
@@ -415,6 +451,9 @@ async fn user_action(
             }
             if r.status != ActionStatus::Requesting {
                 note(deps, &t.id, incident, &r.key, "decided", &record_text(&r)).await?;
+                if r.status == ActionStatus::WaitingHours {
+                    schedule_window_check(deps, rd, &r).await?;
+                }
                 return Ok(Some(r));
             }
             r
@@ -442,8 +481,12 @@ pub async fn check(deps: &Deps, c: &ActionCheck) -> anyhow::Result<ActionRecord>
         .get_action(&c.tenant, &c.check)
         .await?
         .ok_or_else(|| anyhow!("no action record {}", c.check))?;
-    if rec.status != ActionStatus::InProgress {
-        return Ok(rec); // terminal already (a duplicate check)
+    match rec.status {
+        ActionStatus::InProgress => {}
+        ActionStatus::Requesting | ActionStatus::PendingApproval | ActionStatus::WaitingHours => {
+            return resume(deps, &rd, rec).await;
+        }
+        _ => return Ok(rec), // terminal already (a duplicate check)
     }
     let action: Option<MachineAction> = match &rec.machine_action_id {
         Some(id) => Some(rd.devices.action(&rec.tenant, id).await?),
@@ -461,7 +504,7 @@ pub async fn check(deps: &Deps, c: &ActionCheck) -> anyhow::Result<ActionRecord>
         });
     match terminal {
         Some(s) => rec.status = s,
-        None if (now - rec.created_at).to_std().unwrap_or_default() > rd.give_up_after => {
+        None if (now - rec.updated_at).to_std().unwrap_or_default() > rd.give_up_after => {
             rec.status = ActionStatus::TimedOut;
             rec.reason = "MDE のアクションが規定時間内に完了しませんでした。ポータルで状態を確認してください。".into();
         }
@@ -481,5 +524,175 @@ pub async fn check(deps: &Deps, c: &ActionCheck) -> anyhow::Result<ActionRecord>
         &record_text(&rec),
     )
     .await?;
+    Ok(rec)
+}
+
+/// An action that was held (approval, hours) or whose request may not have reached the
+/// product: run it when approved or when the service window has come, else wait again.
+async fn resume(
+    deps: &Deps,
+    rd: &ResponseDeps,
+    mut rec: ActionRecord,
+) -> anyhow::Result<ActionRecord> {
+    let now = deps.clock.now();
+    let tenant = deps
+        .store
+        .get_tenant(&rec.tenant)
+        .await?
+        .ok_or_else(|| anyhow!("tenant {} is not registered", rec.tenant))?;
+    let go = match rec.status {
+        ActionStatus::Requesting => true,
+        _ if rec.approved_by.is_some() => true,
+        ActionStatus::WaitingHours => {
+            if !in_hours(rd, now) {
+                schedule_window_check(deps, rd, &rec).await?;
+                return Ok(rec);
+            }
+            let (cap_kinds, cap): (&[ActionKind], u32) = match rec.kind {
+                ActionKind::Isolate => (
+                    &[ActionKind::Isolate],
+                    tenant.response.max_isolations_per_hour,
+                ),
+                ActionKind::ConfirmCompromised => (
+                    &[ActionKind::ConfirmCompromised],
+                    tenant.response.max_user_confirmations_per_hour,
+                ),
+                _ => (&[], u32::MAX),
+            };
+            if !cap_kinds.is_empty() && recent(deps, &rec.tenant, cap_kinds, now).await? >= cap {
+                rec.status = ActionStatus::PendingApproval;
+                rec.reason = format!(
+                    "対応時間になりましたが、直近 1 時間の{}が上限（{cap} 件）に達したため、承認を待ちます。",
+                    rec.kind.label_ja()
+                );
+                rec.updated_at = now;
+                deps.store.put_action(&rec).await?;
+                note(
+                    deps,
+                    &rec.tenant,
+                    &rec.incident_key,
+                    &rec.key,
+                    "capped",
+                    &record_text(&rec),
+                )
+                .await?;
+                return Ok(rec);
+            }
+            true
+        }
+        _ => false,
+    };
+    if !go {
+        return Ok(rec);
+    }
+    rec.status = ActionStatus::Requesting;
+    rec.updated_at = now;
+    deps.store.put_action(&rec).await?;
+    match rec.kind {
+        ActionKind::ConfirmCompromised => {
+            rd.users
+                .confirm_compromised(&rec.tenant, &rec.target)
+                .await?;
+            rec.status = ActionStatus::Succeeded;
+            rec.updated_at = deps.clock.now();
+            deps.store.put_action(&rec).await?;
+            note(
+                deps,
+                &rec.tenant,
+                &rec.incident_key,
+                &rec.key,
+                "done",
+                &record_text(&rec),
+            )
+            .await?;
+            Ok(rec)
+        }
+        ActionKind::Isolate | ActionKind::Scan | ActionKind::Unisolate => {
+            start_device_action(deps, rd, &tenant, rec).await
+        }
+        _ => Ok(rec),
+    }
+}
+
+/// An operator's approval of the held actions of one incident. Returns the approved
+/// records; the respond worker runs them (so the side effect happens in one place).
+pub async fn approve(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    now: DateTime<Utc>,
+    tenant: &str,
+    incident: &str,
+    by: &str,
+) -> anyhow::Result<Vec<ActionRecord>> {
+    let keys = [
+        format!("incident:{incident}"),
+        format!("alert:{incident}"),
+        incident.to_string(),
+    ];
+    let mut out = Vec::new();
+    for mut a in store.list_actions(tenant).await? {
+        if !keys.contains(&a.incident_key)
+            || !matches!(
+                a.status,
+                ActionStatus::PendingApproval | ActionStatus::WaitingHours
+            )
+            || a.approved_by.is_some()
+        {
+            continue;
+        }
+        a.approved_by = Some(by.to_string());
+        a.updated_at = now;
+        store.put_action(&a).await?;
+        send_check_on(queue, &a, Duration::ZERO).await?;
+        out.push(a);
+    }
+    Ok(out)
+}
+
+/// An operator's release of a device from isolation: only a device this service isolated,
+/// with the reason recorded on the ticket.
+pub async fn release(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    now: DateTime<Utc>,
+    tenant: &str,
+    device: &str,
+    reason: &str,
+    by: &str,
+) -> anyhow::Result<ActionRecord> {
+    if reason.trim().is_empty() {
+        return Err(anyhow!("a reason is required to release a device"));
+    }
+    let isolated = store
+        .list_actions(tenant)
+        .await?
+        .into_iter()
+        .filter(|a| {
+            a.kind == ActionKind::Isolate
+                && a.target == device
+                && matches!(a.status, ActionStatus::Succeeded | ActionStatus::InProgress)
+        })
+        .max_by_key(|a| a.created_at)
+        .ok_or_else(|| anyhow!("device {device} of tenant {tenant} was not isolated by this service; nothing to release"))?;
+    let mut rec = new_record(
+        tenant,
+        &isolated.incident_key,
+        ActionKind::Unisolate,
+        device,
+        ActionStatus::Requesting,
+        format!(
+            "担当者による解除（{by}）: {}",
+            crate::domain::incident::clean_line(reason, 300)
+        ),
+        now,
+    );
+    rec.key = format!("{}#{}", rec.key, now.timestamp());
+    rec.approved_by = Some(by.to_string());
+    if !store.create_action(&rec).await? {
+        return Err(anyhow!(
+            "a release of {device} was just requested; check the ticket"
+        ));
+    }
+    send_check_on(queue, &rec, Duration::ZERO).await?;
     Ok(rec)
 }
