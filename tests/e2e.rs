@@ -979,3 +979,95 @@ fn approval_and_release_by_the_operator() {
         "{notes:?}"
     );
 }
+
+/// Defender for Office 365: the approval task is posted (never an approval claimed), watched
+/// until the investigation is no longer pending; the opted-in remediation is requested once.
+#[test]
+fn mdo_air_task_and_email_remediation() {
+    let mut sc = scenario();
+    let t = &mut sc["tenants"][0];
+    t["config"]["response"] =
+        json!({"mdo": {"air_approval_task": "auto", "email_remediation": "auto"}});
+    let alerts = t["alerts"].as_array_mut().unwrap();
+    alerts.retain(|a| a["serviceSource"] != MDO);
+    let ev = json!([{"@odata.type": "#microsoft.graph.security.analyzedMessageEvidence", "networkMessageId": "nm-1",
+        "recipientEmailAddress": "h.suzuki@kaede.example", "remediationStatus": "pendingApproval", "subject": "請求書"}]);
+    let v1 = alert(
+        "fa-air",
+        "2026-11-02T00:30:00Z",
+        MDO,
+        "high",
+        Some("950"),
+        json!({"title": "Email messages containing malicious URL removed after delivery", "investigationState": "pendingApproval", "evidence": ev}),
+    );
+    let mut v2 = v1.clone();
+    v2["lastUpdateDateTime"] = json!("2026-11-02T02:00:00Z");
+    v2["investigationState"] = json!("successfullyRemediated");
+    v2["evidence"][0]["remediationStatus"] = json!("remediated");
+    alerts.push(v1);
+    alerts.push(v2);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.json");
+    std::fs::write(&p, sc.to_string()).unwrap();
+    let state = dir.path().join("st");
+    let r = run_demo(&p, &state);
+    let got: BTreeSet<(String, String)> = tenant(&r, "kaede-shoji")["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().into(),
+                a["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("air_approval_task".to_string(), "succeeded".to_string()),
+            ("email_remediation".to_string(), "in_progress".to_string())
+        ]
+        .into_iter()
+        .collect::<BTreeSet<_>>(),
+        "{}",
+        tenant(&r, "kaede-shoji")["actions"]
+    );
+    let sim: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("opsramp-sim.json")).unwrap())
+            .unwrap();
+    let tk = sim["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ext_ticket_id"] == "mss-kaede-shoji-inc-950")
+        .unwrap();
+    let notes: Vec<&str> = tk["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["description"].as_str().unwrap())
+        .collect();
+    let task = notes
+        .iter()
+        .find(|n| n.contains("自動調査（AIR）の修復承認依頼: 承認待ち"))
+        .expect("approval task posted");
+    assert!(
+        task.contains("action-center/pending") && task.contains("代行しません"),
+        "{task}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("自動調査（AIR）の修復承認依頼: 完了")),
+        "{notes:?}"
+    );
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.contains("メールの修復（削除）"))
+            .count(),
+        1,
+        "{notes:?}"
+    );
+}

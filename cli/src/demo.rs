@@ -168,6 +168,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                     },
                     creds.clone(),
                 )?),
+                mail: Arc::new(shared::adapters::mdo::MdoClient::new(
+                    &sim.graph_beta_base(),
+                    &sim.authority_host(),
+                    &http,
+                    creds.clone(),
+                )?),
                 calendar: shared::domain::calendar::Calendar::default(),
                 check_every: Duration::from_secs(60),
                 give_up_after: Duration::from_secs(2 * 3600),

@@ -15,6 +15,7 @@ pub mod graph;
 pub mod http;
 pub mod identity;
 pub mod mde;
+pub mod mdo;
 pub mod opsramp;
 #[cfg(feature = "aws")]
 pub mod secrets;

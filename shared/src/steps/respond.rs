@@ -23,6 +23,7 @@ use crate::ports::{ActionRecord, ActionStatus, Queue, Store};
 pub struct ResponseDeps {
     pub devices: Arc<dyn DeviceActions>,
     pub users: Arc<dyn RiskyUsers>,
+    pub mail: Arc<dyn crate::adapters::mdo::EmailRemediation>,
     pub calendar: Calendar,
     /// How long to wait before looking at a machine action again.
     pub check_every: Duration,
@@ -39,6 +40,10 @@ pub fn wanted(t: &Tenant, p: Product) -> bool {
     match p {
         Product::Mde => t.response.mde.isolate != Mode::Off || t.response.mde.scan != Mode::Off,
         Product::Idp => t.response.idp.confirm_compromised != Mode::Off,
+        Product::Mdo => {
+            t.response.mdo.air_approval_task == response::AutoOff::Auto
+                || t.response.mdo.email_remediation != Mode::Off
+        }
         _ => false,
     }
 }
@@ -151,6 +156,9 @@ pub async fn plan(deps: &Deps, msg: &AlertRef) -> anyhow::Result<Vec<ActionRecor
                     }
                 }
             }
+        }
+        Some(Product::Mdo) => {
+            out.extend(mdo_actions(deps, &rd, &tenant, &incident, &alert).await?);
         }
         Some(Product::Idp) => {
             for (user, upn) in users(&alert) {
@@ -610,6 +618,45 @@ async fn resume(
         ActionKind::Isolate | ActionKind::Scan | ActionKind::Unisolate => {
             start_device_action(deps, rd, &tenant, rec).await
         }
+        ActionKind::EmailRemediation => {
+            let d = deps
+                .store
+                .get_decision(&rec.tenant, &rec.target)
+                .await?
+                .ok_or_else(|| anyhow!("alert {} has no recorded version", rec.target))?;
+            let alert = deps
+                .store
+                .get_alert_version(&rec.tenant, &rec.target, d.last_update)
+                .await?
+                .ok_or_else(|| anyhow!("alert {} is not stored", rec.target))?;
+            let messages: Vec<(String, String)> = alert
+                .evidence()
+                .filter(|e| e.kind() == "analyzedMessageEvidence")
+                .filter_map(|e| {
+                    Some((
+                        e.str("networkMessageId")?.to_string(),
+                        e.str("recipientEmailAddress")?.to_string(),
+                    ))
+                })
+                .collect();
+            rd.mail
+                .soft_delete(&rec.tenant, alert.title(), &messages)
+                .await?;
+            rec.status = ActionStatus::InProgress;
+            rec.reason = format!("承認に基づき {} 件のメッセージのソフト削除を要求し、受け付けられました。完了はアクションセンターで確認できます。", messages.len());
+            rec.updated_at = deps.clock.now();
+            deps.store.put_action(&rec).await?;
+            note(
+                deps,
+                &rec.tenant,
+                &rec.incident_key,
+                &rec.key,
+                "started",
+                &record_text(&rec),
+            )
+            .await?;
+            Ok(rec)
+        }
         _ => Ok(rec),
     }
 }
@@ -695,4 +742,151 @@ pub async fn release(
     }
     send_check_on(queue, &rec, Duration::ZERO).await?;
     Ok(rec)
+}
+
+fn air_pending(alert: &Alert) -> bool {
+    alert.fields.investigation_state.as_deref() == Some("pendingApproval")
+        || alert
+            .evidence()
+            .any(|e| e.str("remediationStatus") == Some("pendingApproval"))
+}
+
+/// MDO: an approval task for a pending automated investigation (the approval itself happens
+/// in the portal — there is no API for it — and is never claimed here), watched on later
+/// versions of the alert; and, where the tenant opted in, a soft-delete remediation of the
+/// analysed messages through Graph beta.
+async fn mdo_actions(
+    deps: &Deps,
+    rd: &ResponseDeps,
+    t: &Tenant,
+    incident: &str,
+    alert: &Alert,
+) -> anyhow::Result<Vec<ActionRecord>> {
+    let now = deps.clock.now();
+    let mut out = Vec::new();
+    if t.response.mdo.air_approval_task == response::AutoOff::Auto {
+        let k = key(incident, ActionKind::AirApprovalTask, &alert.id);
+        match deps.store.get_action(&t.id, &k).await? {
+            None if air_pending(alert) => {
+                let expires =
+                    crate::domain::incident::jst(alert.last_update + chrono::Duration::days(7));
+                let rec = new_record(&t.id, incident, ActionKind::AirApprovalTask, &alert.id, ActionStatus::PendingApproval,
+                    format!("自動調査（AIR）が修復の承認を待っています。Microsoft Defender ポータルのアクションセンター（https://security.microsoft.com/action-center/pending）で承認または却下してください（期限の目安: {expires}、保留中のアクションは 1 週間で失効します）。承認の操作には公開 API がないため、本サービスは承認を代行しません。"), now);
+                if deps.store.create_action(&rec).await? {
+                    note(
+                        deps,
+                        &t.id,
+                        incident,
+                        &rec.key,
+                        "decided",
+                        &record_text(&rec),
+                    )
+                    .await?;
+                }
+                out.push(rec);
+            }
+            Some(mut rec)
+                if rec.status == ActionStatus::PendingApproval
+                    && !air_pending(alert)
+                    && alert.last_update > rec.updated_at =>
+            {
+                let remediated =
+                    alert.fields.investigation_state.as_deref() == Some("successfullyRemediated");
+                rec.status = if remediated {
+                    ActionStatus::Succeeded
+                } else {
+                    ActionStatus::Cancelled
+                };
+                rec.reason = if remediated {
+                    "自動調査の修復が完了しました（Defender の調査状態: successfullyRemediated）。"
+                        .into()
+                } else {
+                    format!("承認待ちではなくなりました（Defender の調査状態: {}）。承認・却下・失効のいずれかはポータルで確認してください。",
+                        alert.fields.investigation_state.as_deref().unwrap_or("不明"))
+                };
+                rec.updated_at = now;
+                deps.store.put_action(&rec).await?;
+                note(
+                    deps,
+                    &t.id,
+                    incident,
+                    &rec.key,
+                    "result",
+                    &record_text(&rec),
+                )
+                .await?;
+                out.push(rec);
+            }
+            Some(rec) => out.push(rec),
+            None => {}
+        }
+    }
+    if t.response.mdo.email_remediation != Mode::Off {
+        let messages: Vec<(String, String)> = alert
+            .evidence()
+            .filter(|e| e.kind() == "analyzedMessageEvidence")
+            .filter_map(|e| {
+                Some((
+                    e.str("networkMessageId")?.to_string(),
+                    e.str("recipientEmailAddress")?.to_string(),
+                ))
+            })
+            .collect();
+        if !messages.is_empty() {
+            let k = key(incident, ActionKind::EmailRemediation, &alert.id);
+            if let Some(existing) = deps.store.get_action(&t.id, &k).await? {
+                out.push(existing);
+                return Ok(out);
+            }
+            let v = match t.response.mdo.email_remediation {
+                Mode::Approval => Verdict::PendingApproval(format!(
+                    "{}は承認制です。担当者の承認後に実行します。",
+                    ActionKind::EmailRemediation.label_ja()
+                )),
+                Mode::Auto
+                    if t.response.hours == response::Hours::BusinessHours && !in_hours(rd, now) =>
+                {
+                    Verdict::WaitingHours(
+                        "対応時間内に実行する設定のため、次の対応時間の開始か承認を待ちます。"
+                            .into(),
+                    )
+                }
+                _ => Verdict::Go,
+            };
+            let Some(mut rec) = verdict_record(
+                &t.id,
+                incident,
+                ActionKind::EmailRemediation,
+                &alert.id,
+                v,
+                now,
+            ) else {
+                return Ok(out);
+            };
+            if !deps.store.create_action(&rec).await? {
+                return Ok(out);
+            }
+            if rec.status == ActionStatus::Requesting {
+                let loc = rd.mail.soft_delete(&t.id, alert.title(), &messages).await?;
+                // Accepted is not done: the remediation runs in Microsoft 365 and is followed
+                // in the Action center.
+                rec.status = ActionStatus::InProgress;
+                rec.reason = format!("{} 件のメッセージのソフト削除を要求し、受け付けられました。完了はアクションセンターで確認できます{}。",
+                    messages.len(), loc.map(|l| format!("（{}）", crate::domain::incident::clean_line(&l, 300))).unwrap_or_default());
+                rec.updated_at = deps.clock.now();
+                deps.store.put_action(&rec).await?;
+            }
+            note(
+                deps,
+                &t.id,
+                incident,
+                &rec.key,
+                "decided",
+                &record_text(&rec),
+            )
+            .await?;
+            out.push(rec);
+        }
+    }
+    Ok(out)
 }
