@@ -582,6 +582,9 @@ async fn aws_deps(
         classify_dlq_url: prov.queues.classify_dlq.clone(),
         ticket_dlq_url: prov.queues.ticket_dlq.clone(),
         queue_retry_delay_s: Some(1),
+        mde_base: Some(sim.mde_base()),
+        graph_beta_base: Some(sim.graph_beta_base()),
+        respond_check_s: Some(1),
     };
     let secrets = env.secret_store().await;
     for (tenant, azure, client_id, secret) in creds {

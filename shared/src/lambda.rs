@@ -44,6 +44,11 @@ pub struct CloudEnv {
     pub ticket_dlq_url: Option<String>,
     /// How long a message released by the embedded-style consumer stays invisible.
     pub queue_retry_delay_s: Option<u64>,
+    /// Defender for Endpoint API base (default the public one) and Graph beta base.
+    pub mde_base: Option<String>,
+    pub graph_beta_base: Option<String>,
+    /// Seconds between checks of a running machine action (default 60).
+    pub respond_check_s: Option<u64>,
 }
 
 fn var(name: &str) -> anyhow::Result<String> {
@@ -73,6 +78,9 @@ impl CloudEnv {
             classify_dlq_url: opt("MSS_CLASSIFY_DLQ_URL"),
             ticket_dlq_url: opt("MSS_TICKET_DLQ_URL"),
             queue_retry_delay_s: opt("MSS_QUEUE_RETRY_DELAY_S").and_then(|v| v.parse().ok()),
+            mde_base: opt("MSS_MDE_BASE"),
+            graph_beta_base: opt("MSS_GRAPH_BETA_BASE"),
+            respond_check_s: opt("MSS_RESPOND_CHECK_S").and_then(|v| v.parse().ok()),
         })
     }
 
@@ -154,6 +162,41 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
     }
     let opsramp = Arc::new(OpsRampClient::new(ops, secrets.opsramp().await?)?);
     let tickets = opsramp.clone();
+    // First response only where its queue is deployed.
+    let respond = env.respond_queue_url.as_ref().map(|_| {
+        let mut mde = crate::adapters::mde::MdeConfig {
+            http: graph.http.clone(),
+            authority_host: graph.authority_host.clone(),
+            ..Default::default()
+        };
+        if let Some(b) = &env.mde_base {
+            mde.base = b.clone();
+        }
+        let identity = crate::adapters::identity::IdentityConfig {
+            graph_base: graph.graph_base.clone(),
+            authority_host: graph.authority_host.clone(),
+            http: graph.http.clone(),
+            ..Default::default()
+        };
+        let beta = env
+            .graph_beta_base
+            .clone()
+            .unwrap_or_else(|| "https://graph.microsoft.com/beta".into());
+        let r = Arc::new(crate::adapters::secrets::SecretResponders::new(
+            mde,
+            identity,
+            &beta,
+            secrets.clone(),
+        ));
+        Arc::new(steps::respond::ResponseDeps {
+            devices: r.clone(),
+            users: r.clone(),
+            mail: r,
+            calendar: crate::domain::calendar::Calendar::default(),
+            check_every: std::time::Duration::from_secs(env.respond_check_s.unwrap_or(60)),
+            give_up_after: std::time::Duration::from_secs(2 * 3600),
+        })
+    });
     let alerts = Arc::new(SecretGraphSource::new(graph, secrets.clone()));
     Ok(Cloud {
         deps: Deps {
@@ -163,7 +206,7 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
             tickets,
             clock: Arc::new(SystemClock),
             settings: Settings::default(),
-            respond: None,
+            respond,
         },
         opsramp,
         store,
@@ -369,4 +412,45 @@ pub async fn provision_emulator(endpoint_url: &str, name: &str) -> anyhow::Resul
         bucket,
         queues,
     })
+}
+
+/// respond: SQS batches (plans and checks) like the other consumers, plus the operator's
+/// manual payloads `{"approve": {"tenant","incident","by"}}` and
+/// `{"release": {"tenant","device","reason","by"}}`.
+pub async fn respond_handler(deps: &Deps, payload: Value) -> anyhow::Result<Value> {
+    let s = |v: &Value, k: &str| -> anyhow::Result<String> {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("missing string field {k:?}"))
+    };
+    if let Some(a) = payload.get("approve") {
+        let done = steps::respond::approve(
+            deps.store.as_ref(),
+            deps.queue.as_ref(),
+            deps.clock.now(),
+            &s(a, "tenant")?,
+            &s(a, "incident")?,
+            &s(a, "by")?,
+        )
+        .await?;
+        if done.is_empty() {
+            return Err(anyhow!("no action waits for approval in that incident"));
+        }
+        return Ok(serde_json::to_value(done)?);
+    }
+    if let Some(r) = payload.get("release") {
+        let rec = steps::respond::release(
+            deps.store.as_ref(),
+            deps.queue.as_ref(),
+            deps.clock.now(),
+            &s(r, "tenant")?,
+            &s(r, "device")?,
+            &s(r, "reason")?,
+            &s(r, "by")?,
+        )
+        .await?;
+        return Ok(serde_json::to_value(rec)?);
+    }
+    queue_handler(deps, QueueName::Respond, payload).await
 }

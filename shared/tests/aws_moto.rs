@@ -233,6 +233,9 @@ async fn rig() -> CloudRig {
         classify_dlq_url: None,
         ticket_dlq_url: None,
         queue_retry_delay_s: None,
+        mde_base: Some(sim.mde_base()),
+        graph_beta_base: Some(sim.graph_beta_base()),
+        respond_check_s: Some(1),
     };
     let mut cloud = lambda::init(&env).await.expect("cold start");
     // One clock, injected: simulated time moves for Graph and for the functions together.
@@ -703,5 +706,84 @@ async fn track_inquiries_handler_reminds_and_escalates_once_on_dynamodb() {
             .await
             .unwrap(),
         shared::ports::OnceState::Done
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn respond_handler_isolates_and_tracks_through_sqs() {
+    let rig = rig().await;
+    let t = Tenant::from_json_value(&json!({"id": "kaede-shoji", "name": "楓商事株式会社", "azure_tenant_id": KAEDE,
+        "products": ["mdi", "mde"], "mdi": {}, "mde": {"device_groups": ["*"], "incident_min_severity": "medium"},
+        "response": {"mde": {"isolate": "auto", "scan": "off"}}}))
+    .unwrap();
+    rig.cloud.store.put_tenant(&t).await.unwrap();
+    rig.sim.add_devices(
+        KAEDE,
+        vec![
+            json!({"id": "d1", "computerDnsName": "d1.kaede.local", "osPlatform": "Windows11",
+        "version": "23H2", "rbacGroupName": "東京本社PC", "machineTags": []}),
+        ],
+    );
+    let a = shared::domain::alert::Alert::from_value(json!({"id": "da-600", "lastUpdateDateTime": at(50),
+        "serviceSource": "microsoftDefenderForEndpoint", "severity": "high", "title": "Ransomware", "tenantId": KAEDE,
+        "incidentId": "600", "evidence": [{"@odata.type": "#microsoft.graph.security.deviceEvidence", "mdeDeviceId": "d1", "rbacGroupName": "東京本社PC"}]}))
+    .unwrap();
+    rig.cloud
+        .store
+        .put_alert_version("kaede-shoji", shared::domain::alert::Product::Mde, &a)
+        .await
+        .unwrap();
+    // The ticket step (manual invocation) opens the ticket and queues first response.
+    let out = lambda::queue_handler(
+        &rig.cloud.deps,
+        QueueName::Ticket,
+        json!({"tenant": "kaede-shoji", "alert_id": "da-600", "last_update": at(50)}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        out["ticket_id"].as_str().unwrap().starts_with("INC"),
+        "{out}"
+    );
+    let (n, resp) = rig.deliver(QueueName::Respond).await;
+    assert_eq!(
+        (n, resp["batchItemFailures"].as_array().unwrap().len()),
+        (1, 0),
+        "{resp}"
+    );
+    assert_eq!(rig.sim.machine_actions().len(), 1);
+    // The machine action completes a few simulated minutes later; the delayed check sees it.
+    let later = base() + chrono::TimeDelta::minutes(60);
+    rig.sim.set_clock(later);
+    rig.clock.set(later);
+    let mut status = String::new();
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        rig.deliver(QueueName::Respond).await;
+        let recs = rig.cloud.store.list_actions("kaede-shoji").await.unwrap();
+        status = recs[0].status.as_str().to_string();
+        if status == "succeeded" {
+            break;
+        }
+    }
+    assert_eq!(status, "succeeded");
+    assert_eq!(
+        rig.sim.machine_actions().len(),
+        1,
+        "tracked, never requested twice"
+    );
+    // The operator's release through the same function, by manual payload.
+    let rel = lambda::respond_handler(&rig.cloud.deps, json!({"release": {"tenant": "kaede-shoji", "device": "d1", "reason": "誤検知", "by": "suzuki"}}))
+        .await
+        .unwrap();
+    assert_eq!(rel["kind"], "unisolate");
+    assert!(
+        lambda::respond_handler(
+            &rig.cloud.deps,
+            json!({"approve": {"tenant": "kaede-shoji", "incident": "600", "by": "x"}})
+        )
+        .await
+        .is_err(),
+        "nothing to approve"
     );
 }

@@ -177,3 +177,148 @@ impl crate::ports::AlertSource for SecretGraphSource {
             .await
     }
 }
+
+/// First-response clients for the cloud shape, one set per tenant, built on first use from
+/// that tenant's secret (as `SecretGraphSource` does for alerts).
+pub struct SecretResponders {
+    mde: super::mde::MdeConfig,
+    identity: super::identity::IdentityConfig,
+    graph_beta_base: String,
+    secrets: std::sync::Arc<SecretStore>,
+    clients: Mutex<HashMap<String, std::sync::Arc<TenantResponders>>>,
+}
+
+struct TenantResponders {
+    mde: super::mde::MdeClient,
+    identity: super::identity::IdentityClient,
+    mdo: super::mdo::MdoClient,
+}
+
+impl SecretResponders {
+    pub fn new(
+        mde: super::mde::MdeConfig,
+        identity: super::identity::IdentityConfig,
+        graph_beta_base: &str,
+        secrets: std::sync::Arc<SecretStore>,
+    ) -> SecretResponders {
+        SecretResponders {
+            mde,
+            identity,
+            graph_beta_base: graph_beta_base.to_string(),
+            secrets,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn for_tenant(&self, tenant: &str) -> anyhow::Result<std::sync::Arc<TenantResponders>> {
+        let mut map = self.clients.lock().await;
+        if let Some(c) = map.get(tenant) {
+            return Ok(c.clone());
+        }
+        let cred = self.secrets.azure(tenant).await?;
+        let c = std::sync::Arc::new(TenantResponders {
+            mde: super::mde::MdeClient::new(self.mde.clone(), vec![cred.clone()])?,
+            identity: super::identity::IdentityClient::new(
+                self.identity.clone(),
+                vec![cred.clone()],
+            )?,
+            mdo: super::mdo::MdoClient::new(
+                &self.graph_beta_base,
+                &self.identity.authority_host,
+                &self.identity.http,
+                vec![cred],
+            )?,
+        });
+        map.insert(tenant.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+#[async_trait::async_trait]
+impl super::mde::DeviceActions for SecretResponders {
+    async fn device(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> anyhow::Result<Option<crate::domain::response::DeviceRecord>> {
+        self.for_tenant(tenant).await?.mde.device(tenant, id).await
+    }
+    async fn isolate(
+        &self,
+        tenant: &str,
+        id: &str,
+        kind: &str,
+        comment: &str,
+    ) -> anyhow::Result<super::mde::Requested> {
+        self.for_tenant(tenant)
+            .await?
+            .mde
+            .isolate(tenant, id, kind, comment)
+            .await
+    }
+    async fn unisolate(
+        &self,
+        tenant: &str,
+        id: &str,
+        comment: &str,
+    ) -> anyhow::Result<super::mde::Requested> {
+        self.for_tenant(tenant)
+            .await?
+            .mde
+            .unisolate(tenant, id, comment)
+            .await
+    }
+    async fn full_scan(
+        &self,
+        tenant: &str,
+        id: &str,
+        comment: &str,
+    ) -> anyhow::Result<super::mde::Requested> {
+        self.for_tenant(tenant)
+            .await?
+            .mde
+            .full_scan(tenant, id, comment)
+            .await
+    }
+    async fn action(&self, tenant: &str, id: &str) -> anyhow::Result<super::mde::MachineAction> {
+        self.for_tenant(tenant).await?.mde.action(tenant, id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::identity::RiskyUsers for SecretResponders {
+    async fn confirm_compromised(&self, tenant: &str, user: &str) -> anyhow::Result<()> {
+        self.for_tenant(tenant)
+            .await?
+            .identity
+            .confirm_compromised(tenant, user)
+            .await
+    }
+    async fn user(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> anyhow::Result<Option<super::identity::UserInfo>> {
+        self.for_tenant(tenant)
+            .await?
+            .identity
+            .user(tenant, id)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::mdo::EmailRemediation for SecretResponders {
+    async fn soft_delete(
+        &self,
+        tenant: &str,
+        title: &str,
+        messages: &[(String, String)],
+    ) -> anyhow::Result<Option<String>> {
+        self.for_tenant(tenant)
+            .await?
+            .mdo
+            .soft_delete(tenant, title, messages)
+            .await
+    }
+}
