@@ -398,6 +398,14 @@ fn builtin_demo_runs_and_is_consistent() {
             .count()
     };
     assert!(count("kaede-shoji", "isolate", "succeeded") >= 1);
+    assert!(count("kaede-shoji", "scan", "succeeded") >= 1);
+    assert!(count("kaede-shoji", "confirm_compromised", "succeeded") >= 1);
+    assert!(
+        count("kaede-shoji", "air_approval_task", "pending_approval")
+            + count("kaede-shoji", "air_approval_task", "succeeded")
+            >= 1,
+        "an AIR approval task is shown"
+    );
     assert!(
         count("kaede-shoji", "isolate", "refused") >= 1,
         "the VIP device is protected"

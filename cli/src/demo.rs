@@ -521,6 +521,26 @@ async fn print_summary(
         }
     }
     println!();
+    for tr in &r.tenants {
+        let mut counts: BTreeMap<(String, &str), usize> = BTreeMap::new();
+        for a in &tr.actions {
+            let kind = serde_json::to_value(a.kind)?
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            *counts.entry((kind, a.status)).or_default() += 1;
+        }
+        if counts.is_empty() {
+            println!("{} の一次対応: なし（ポリシーで無効）", tr.id);
+        } else {
+            let parts: Vec<String> = counts
+                .iter()
+                .map(|((k, s), n)| format!("{k} {s} {n}"))
+                .collect();
+            println!("{} の一次対応: {}", tr.id, parts.join(", "));
+        }
+    }
+    println!();
     println!("fetch errors retried: {fetch_errors}; messages in dead-letter queues: {dead}");
     println!(
         "inquiries: {} open; due dates set {}, reminders {}, escalations {}{}",

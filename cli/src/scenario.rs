@@ -159,7 +159,8 @@ fn specs() -> Vec<TenantSpec> {
             config: json!({
                 "id": "kaede-shoji", "name": "楓商事株式会社",
                 "response": {"mde": {"isolate": "auto", "scan": "auto", "protected_device_tags": ["VIP"]},
-                             "idp": {"confirm_compromised": "auto", "protected_users": ["k.takahashi@kaede.example"]}},
+                             "idp": {"confirm_compromised": "auto", "protected_users": ["k.takahashi@kaede.example"]},
+                             "mdo": {"air_approval_task": "auto"}},
                 "azure_tenant_id": "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
                 "products": ["mde", "mdo", "mda", "mdi", "idp"],
                 "contacts": {"to": ["soc-contact@kaede.example"], "cc": ["it-admin@kaede.example"]},
@@ -387,6 +388,12 @@ pub fn builtin(seed: u64) -> Scenario {
                 "firstActivityDateTime": ts(created - Duration::minutes(3)), "lastActivityDateTime": ts(created),
                 "evidence": evidence,
             });
+            let mut base = base;
+            // Some MDO investigations wait for approval in the portal (AIR).
+            let air = product == "mdo" && g.chance(0.3);
+            if air {
+                base["investigationState"] = json!("pendingApproval");
+            }
             alerts.push(base.clone());
             if g.chance(0.04) {
                 alerts.push(base.clone()); // the very same version twice: must be handled once
@@ -397,6 +404,9 @@ pub fn builtin(seed: u64) -> Scenario {
                 t += Duration::minutes(g.rng.random_range(5..180));
                 let mut v = last.clone();
                 v["status"] = json!("inProgress");
+                if air {
+                    v["investigationState"] = json!("successfullyRemediated");
+                }
                 if g.chance(0.4) {
                     v["severity"] = json!("high");
                 }

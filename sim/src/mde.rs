@@ -172,6 +172,26 @@ impl MdeState {
                 .collect(),
             Some(v) => panic!("add_devices: {id}: simUnsupported must be a list, not {v}"),
         };
+        // Platforms outside the API notes' support list (Windows 10 1703+/11, Linux) refuse
+        // isolation and scans unless a knob says otherwise.
+        let mut unsupported = unsupported;
+        if obj.get("simUnsupported").is_none() {
+            let platform = obj.get("osPlatform").and_then(Value::as_str).unwrap_or("");
+            if [
+                "Windows7",
+                "Windows8",
+                "Windows8.1",
+                "WindowsXP",
+                "WindowsVista",
+            ]
+            .contains(&platform)
+            {
+                unsupported = ["Isolate", "RunAntiVirusScan"]
+                    .iter()
+                    .filter_map(|n| Kind::from_name(n))
+                    .collect();
+            }
+        }
         obj.retain(|k, _| !k.starts_with("sim"));
         self.devices.entry(tenant).or_default().insert(
             id,

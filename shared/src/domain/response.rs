@@ -182,6 +182,21 @@ fn contains_ci(list: &[String], v: &str) -> bool {
 /// Windows 10 builds below `min` ("1703", "1709") cannot take the action; other platforms
 /// and unknown versions are left to the API, whose `OsPlatformNotSupported` is reported as
 /// unsupported then (the API notes list no other platform rules, so none are invented).
+/// Platforms the API notes leave out of isolation and scan support.
+fn legacy_windows(d: &DeviceRecord) -> bool {
+    d.os_platform.as_deref().is_some_and(|p| {
+        [
+            "Windows7",
+            "Windows8",
+            "Windows8.1",
+            "WindowsXP",
+            "WindowsVista",
+        ]
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(p))
+    })
+}
+
 fn windows10_too_old(d: &DeviceRecord, min: u32) -> bool {
     let is_w10 = d
         .os_platform
@@ -232,6 +247,12 @@ pub fn guard_isolate(p: &ResponseFile, d: &DeviceRecord, ctx: GuardContext) -> V
     if let Some(r) = protected_device(p, d) {
         return Verdict::Refused(r);
     }
+    if legacy_windows(d) {
+        return Verdict::Unsupported(format!(
+            "{} はネットワーク分離に対応していません（Windows 10 1703 以降、Windows 11、対応 Linux が必要）。",
+            d.os_platform.as_deref().unwrap_or("?")
+        ));
+    }
     let min = match p.mde.isolation_type {
         IsolationType::Full => 1703,
         IsolationType::Selective => 1709,
@@ -264,6 +285,12 @@ pub fn guard_scan(p: &ResponseFile, d: &DeviceRecord, ctx: GuardContext) -> Verd
     }
     if let Some(r) = protected_device(p, d) {
         return Verdict::Refused(r);
+    }
+    if legacy_windows(d) {
+        return Verdict::Unsupported(format!(
+            "{} はフルスキャンの API に対応していません（Windows 10 1709 以降、Windows 11 が必要）。",
+            d.os_platform.as_deref().unwrap_or("?")
+        ));
     }
     if windows10_too_old(d, 1709) {
         return Verdict::Unsupported(format!(

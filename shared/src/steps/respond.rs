@@ -142,12 +142,24 @@ pub async fn plan(deps: &Deps, msg: &AlertRef) -> anyhow::Result<Vec<ActionRecor
     let mut out = Vec::new();
     match product {
         Some(Product::Mde) => {
-            for device in unique(
+            let devices = unique(
                 alert
                     .evidence()
                     .filter(|e| e.kind() == "deviceEvidence")
                     .filter_map(|e| e.str("mdeDeviceId")),
-            ) {
+            );
+            if devices.is_empty() && wanted(&tenant, Product::Mde) {
+                // No device id in the evidence: nothing is isolated (never by host name), and
+                // the ticket says so once.
+                let once = format!("respond:{incident}:no-device");
+                if deps.store.once_begin(&tenant.id, &once).await? != crate::ports::OnceState::Done
+                {
+                    note(deps, &tenant.id, &incident, &once, "no-device",
+                        "【一次対応】対象デバイスを特定できません: アラートの証跡に MDE のデバイス ID がないため、ネットワーク分離・フルスキャンは実行しません（ホスト名からの特定は行いません）。").await?;
+                    deps.store.once_finish(&tenant.id, &once).await?;
+                }
+            }
+            for device in devices {
                 for kind in [ActionKind::Isolate, ActionKind::Scan] {
                     if let Some(r) =
                         device_action(deps, &rd, &tenant, &incident, kind, &device).await?
