@@ -16,7 +16,7 @@ use shared::adapters::sqlite::{QueueSettings, SqliteStore};
 use shared::domain::alert::{Alert, Product};
 use shared::domain::tenant::Tenant;
 use shared::messages::{AlertRef, QueueName};
-use shared::ports::{ActionStatus, ManualClock, Queue, Store};
+use shared::ports::{ActionStatus, ManualClock, Store};
 use shared::steps::{respond, Deps};
 
 const AZ: &str = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
