@@ -590,6 +590,7 @@ async fn aws_deps(
         classify_queue_url: prov.queues.classify.clone(),
         ticket_queue_url: prov.queues.ticket.clone(),
         respond_queue_url: prov.queues.respond.clone(),
+        check_queue_url: prov.queues.check.clone(),
         bucket: Some(prov.bucket.clone()),
         opsramp_base_url: sim.opsramp_base(),
         opsramp_tenant_id: "client_1234".into(),

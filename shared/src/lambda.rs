@@ -28,6 +28,8 @@ pub struct CloudEnv {
     pub ticket_queue_url: String,
     /// The first-response queue (optional until first response is deployed).
     pub respond_queue_url: Option<String>,
+    /// The delayed action-check queue (with first response).
+    pub check_queue_url: Option<String>,
     pub bucket: Option<String>,
     pub opsramp_base_url: String,
     pub opsramp_tenant_id: String,
@@ -66,6 +68,7 @@ impl CloudEnv {
             classify_queue_url: var("MSS_CLASSIFY_QUEUE_URL")?,
             ticket_queue_url: var("MSS_TICKET_QUEUE_URL")?,
             respond_queue_url: opt("MSS_RESPOND_QUEUE_URL"),
+            check_queue_url: opt("MSS_CHECK_QUEUE_URL"),
             bucket: opt("MSS_BUCKET"),
             opsramp_base_url: var("MSS_OPSRAMP_BASE_URL")?,
             opsramp_tenant_id: var("MSS_OPSRAMP_TENANT_ID")?,
@@ -122,9 +125,11 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
             classify: env.classify_queue_url.clone(),
             ticket: env.ticket_queue_url.clone(),
             respond: env.respond_queue_url.clone(),
+            check: env.check_queue_url.clone(),
             classify_dlq: env.classify_dlq_url.clone(),
             ticket_dlq: env.ticket_dlq_url.clone(),
             respond_dlq: None,
+            check_dlq: None,
         },
     );
     if let Some(d) = env.queue_retry_delay_s {
@@ -339,6 +344,11 @@ pub async fn queue_handler(deps: &Deps, q: QueueName, payload: Value) -> anyhow:
         QueueName::Classify => serde_json::to_value(steps::classify::run(deps, &msg).await?)?,
         QueueName::Ticket => serde_json::to_value(steps::ticket::run(deps, &msg).await?)?,
         QueueName::Respond => serde_json::to_value(steps::respond::plan(deps, &msg).await?)?,
+        QueueName::Check => {
+            return Err(anyhow!(
+                "check-action takes {{\"tenant\", \"check\"}} or an SQS event"
+            ))
+        }
     })
 }
 
@@ -453,4 +463,25 @@ pub async fn respond_handler(deps: &Deps, payload: Value) -> anyhow::Result<Valu
         return Ok(serde_json::to_value(rec)?);
     }
     queue_handler(deps, QueueName::Respond, payload).await
+}
+
+/// check-action: SQS batches of delayed checks, or a manual `{"tenant", "check"}` (the
+/// action key shown in the demo JSON and on the ticket's records).
+pub async fn check_handler(deps: &Deps, payload: Value) -> anyhow::Result<Value> {
+    if payload.get("Records").is_some() {
+        return queue_handler(deps, QueueName::Check, payload).await;
+    }
+    let c: crate::messages::ActionCheck = serde_json::from_value(json!({
+        "v": MESSAGE_VERSION,
+        "tenant": payload.get("tenant").and_then(Value::as_str).unwrap_or_default(),
+        "check": payload.get("check").and_then(Value::as_str).unwrap_or_default(),
+    }))?;
+    if c.tenant.is_empty() || c.check.is_empty() {
+        return Err(anyhow!(
+            "manual payload: expected {{\"tenant\", \"check\"}} or an SQS event"
+        ));
+    }
+    Ok(serde_json::to_value(
+        steps::respond::check(deps, &c).await?,
+    )?)
 }

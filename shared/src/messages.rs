@@ -13,18 +13,26 @@ pub const MESSAGE_VERSION: u32 = 1;
 pub enum QueueName {
     Classify,
     Ticket,
-    /// First response: plans actions for an incident alert, then tracks them.
+    /// First response: plans the actions for an incident alert.
     Respond,
+    /// First response: delayed "look at this action again" checks.
+    Check,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 3] = [QueueName::Classify, QueueName::Ticket, QueueName::Respond];
+    pub const ALL: [QueueName; 4] = [
+        QueueName::Classify,
+        QueueName::Ticket,
+        QueueName::Respond,
+        QueueName::Check,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             QueueName::Classify => "classify",
             QueueName::Ticket => "ticket",
             QueueName::Respond => "respond",
+            QueueName::Check => "check",
         }
     }
 }

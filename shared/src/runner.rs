@@ -17,7 +17,7 @@ pub struct DrainStats {
 
 /// Runs one message of `q` through its step.
 pub async fn handle(deps: &Deps, q: QueueName, body: &str) -> anyhow::Result<()> {
-    if q == QueueName::Respond {
+    if q == QueueName::Respond || q == QueueName::Check {
         return match crate::messages::RespondMsg::from_json(body).map_err(anyhow::Error::msg)? {
             crate::messages::RespondMsg::Plan(m) => {
                 steps::respond::plan(deps, &m).await.map(|_| ())
@@ -51,7 +51,7 @@ pub async fn drain(deps: &Deps) -> anyhow::Result<DrainStats> {
                         match q {
                             QueueName::Classify => stats.classified += 1,
                             QueueName::Ticket => stats.ticketed += 1,
-                            QueueName::Respond => stats.responded += 1,
+                            QueueName::Respond | QueueName::Check => stats.responded += 1,
                         }
                     }
                     Err(e) => {

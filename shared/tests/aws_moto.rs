@@ -221,6 +221,7 @@ async fn rig() -> CloudRig {
         classify_queue_url: urls.classify.clone(),
         ticket_queue_url: urls.ticket.clone(),
         respond_queue_url: urls.respond.clone(),
+        check_queue_url: urls.check.clone(),
         bucket: Some(bucket),
         opsramp_base_url: sim.opsramp_base(),
         opsramp_tenant_id: "client_1234".into(),
@@ -273,6 +274,7 @@ impl CloudRig {
             QueueName::Classify => &self.urls.classify,
             QueueName::Ticket => &self.urls.ticket,
             QueueName::Respond => self.urls.respond.as_deref().unwrap_or_default(),
+            QueueName::Check => self.urls.check.as_deref().unwrap_or_default(),
         }
     }
 
@@ -759,7 +761,7 @@ async fn respond_handler_isolates_and_tracks_through_sqs() {
     let mut status = String::new();
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        rig.deliver(QueueName::Respond).await;
+        rig.deliver(QueueName::Check).await;
         let recs = rig.cloud.store.list_actions("kaede-shoji").await.unwrap();
         status = recs[0].status.as_str().to_string();
         if status == "succeeded" {

@@ -22,10 +22,13 @@ pub struct QueueUrls {
     pub ticket: String,
     /// The first-response queue (absent where first response is not deployed).
     pub respond: Option<String>,
+    /// The delayed action-check queue.
+    pub check: Option<String>,
     /// Dead-letter queue URLs, for depth reporting and redrive.
     pub classify_dlq: Option<String>,
     pub ticket_dlq: Option<String>,
     pub respond_dlq: Option<String>,
+    pub check_dlq: Option<String>,
 }
 
 pub struct SqsQueue {
@@ -54,6 +57,7 @@ impl SqsQueue {
             QueueName::Ticket => &self.urls.ticket,
             // An empty URL makes SQS refuse the call with a clear error.
             QueueName::Respond => self.urls.respond.as_deref().unwrap_or(""),
+            QueueName::Check => self.urls.check.as_deref().unwrap_or(""),
         }
     }
 
@@ -62,6 +66,7 @@ impl SqsQueue {
             QueueName::Classify => self.urls.classify_dlq.as_deref(),
             QueueName::Ticket => self.urls.ticket_dlq.as_deref(),
             QueueName::Respond => self.urls.respond_dlq.as_deref(),
+            QueueName::Check => self.urls.check_dlq.as_deref(),
         }
     }
 
@@ -124,13 +129,18 @@ impl SqsQueue {
         let (r, rd) = urls
             .remove("respond")
             .ok_or_else(|| anyhow!("respond queue missing"))?;
+        let (k, kd) = urls
+            .remove("check")
+            .ok_or_else(|| anyhow!("check queue missing"))?;
         Ok(QueueUrls {
             classify: c,
             ticket: t,
             respond: Some(r),
+            check: Some(k),
             classify_dlq: Some(cd),
             ticket_dlq: Some(td),
             respond_dlq: Some(rd),
+            check_dlq: Some(kd),
         })
     }
 
@@ -295,7 +305,9 @@ impl Queue for SqsQueue {
     }
 
     async fn depth(&self, q: QueueName) -> anyhow::Result<(u64, u64)> {
-        if q == QueueName::Respond && self.urls.respond.is_none() {
+        if (q == QueueName::Respond && self.urls.respond.is_none())
+            || (q == QueueName::Check && self.urls.check.is_none())
+        {
             return Ok((0, 0));
         }
         let live = self.count(self.url(q)).await?;

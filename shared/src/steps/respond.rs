@@ -432,7 +432,7 @@ async fn send_check_on(
         check: rec.key.clone(),
     })?;
     queue
-        .send_delayed(QueueName::Respond, &rec.tenant, &body, delay)
+        .send_delayed(QueueName::Check, &rec.tenant, &body, delay)
         .await
 }
 

@@ -205,13 +205,22 @@ async fn apply_version(
     let this = applied
         .iter()
         .find(|v| v.alert_id == alert.id && v.last_update == alert.last_update);
-    if let Some(v) = this {
-        if v.done {
-            if actions.is_empty() {
-                actions.push(TicketAction::AlreadyApplied);
-            }
-            return Ok(());
+    // The creating version is on the ticket whatever its apply record says: another handler
+    // may be between recording and finishing it right now.
+    let is_creator = rec.creator_alert == alert.id && rec.creator_version == alert.last_update;
+    if this.is_some_and(|v| v.done) || is_creator {
+        if is_creator && !this.is_some_and(|v| v.done) {
+            deps.store
+                .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
+                .await?;
+            deps.store
+                .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
+                .await?;
         }
+        if actions.is_empty() {
+            actions.push(TicketAction::AlreadyApplied);
+        }
+        return Ok(());
     }
     // The latest version of this alert already on the ticket, if any.
     let prev = applied

@@ -1,5 +1,5 @@
-//! respond: init once, then each SQS batch (plans, checks) or operator payload runs through
-//! `shared::lambda::respond_handler`.
+//! check-action: init once, then each batch of delayed checks (or a manual `{"tenant",
+//! "check"}`) runs through `shared::lambda::check_handler`.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -7,5 +7,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let env = shared::lambda::CloudEnv::from_env()?;
     let cloud = shared::lambda::init(&env).await?;
     let deps = &cloud.deps;
-    shared::lambda::serve(|payload| shared::lambda::respond_handler(deps, payload)).await
+    shared::lambda::serve(|payload| shared::lambda::check_handler(deps, payload)).await
 }
