@@ -641,16 +641,7 @@ async fn resume(
                 .get_alert_version(&rec.tenant, &rec.target, d.last_update)
                 .await?
                 .ok_or_else(|| anyhow!("alert {} is not stored", rec.target))?;
-            let messages: Vec<(String, String)> = alert
-                .evidence()
-                .filter(|e| e.kind() == "analyzedMessageEvidence")
-                .filter_map(|e| {
-                    Some((
-                        e.str("networkMessageId")?.to_string(),
-                        e.str("recipientEmailAddress")?.to_string(),
-                    ))
-                })
-                .collect();
+            let messages = analysed_messages(&alert);
             rd.mail
                 .soft_delete(&rec.tenant, alert.title(), &messages)
                 .await?;
@@ -834,16 +825,7 @@ async fn mdo_actions(
         }
     }
     if t.response.mdo.email_remediation != Mode::Off {
-        let messages: Vec<(String, String)> = alert
-            .evidence()
-            .filter(|e| e.kind() == "analyzedMessageEvidence")
-            .filter_map(|e| {
-                Some((
-                    e.str("networkMessageId")?.to_string(),
-                    e.str("recipientEmailAddress")?.to_string(),
-                ))
-            })
-            .collect();
+        let messages = analysed_messages(alert);
         if !messages.is_empty() {
             let k = key(incident, ActionKind::EmailRemediation, &alert.id);
             if let Some(existing) = deps.store.get_action(&t.id, &k).await? {
@@ -901,4 +883,18 @@ async fn mdo_actions(
         }
     }
     Ok(out)
+}
+
+/// (networkMessageId, recipient) of the alert's analysed messages: what a remediation names.
+fn analysed_messages(alert: &Alert) -> Vec<(String, String)> {
+    alert
+        .evidence()
+        .filter(|e| e.kind() == "analyzedMessageEvidence")
+        .filter_map(|e| {
+            Some((
+                e.str("networkMessageId")?.to_string(),
+                e.str("recipientEmailAddress")?.to_string(),
+            ))
+        })
+        .collect()
 }
