@@ -1079,3 +1079,58 @@ fn mdo_air_task_and_email_remediation() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn dlq_list_and_redrive() {
+    use shared::ports::Queue;
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().to_str().unwrap().to_string();
+    let o = mss(&["dlq", "list", "--queue", "classify", "--state", &st]);
+    assert_eq!(o.status.code(), Some(2), "no state yet: {}", stderr(&o));
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let s = shared::adapters::sqlite::SqliteStore::open(&dir.path().join("mss.sqlite"))
+            .unwrap()
+            .with_queue_settings(shared::adapters::sqlite::QueueSettings {
+                visibility_timeout: std::time::Duration::from_secs(30),
+                retry_delay: std::time::Duration::ZERO,
+                max_receive: 2,
+            });
+        let m = shared::messages::AlertRef::new(
+            "kaede-shoji",
+            "da-dead",
+            "2026-11-02T00:00:00Z".parse().unwrap(),
+        );
+        s.send_batch(shared::messages::QueueName::Classify, &[m])
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            for r in s
+                .receive(shared::messages::QueueName::Classify, 10)
+                .await
+                .unwrap()
+            {
+                s.nack(
+                    shared::messages::QueueName::Classify,
+                    &r.handle,
+                    "OpsRamp HTTP 503",
+                )
+                .await
+                .unwrap();
+            }
+        }
+    });
+    let o = mss(&["dlq", "list", "--queue", "classify", "--state", &st]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["error"], "OpsRamp HTTP 503");
+    assert!(lines[0]["body"].as_str().unwrap().contains("da-dead"));
+    let o = mss(&["dlq", "redrive", "--queue", "classify", "--state", &st]);
+    assert!(stdout(&o).contains("redriven 1"), "{}", stderr(&o));
+    let o = mss(&["dlq", "redrive", "--queue", "classify", "--state", &st]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+}

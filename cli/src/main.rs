@@ -124,6 +124,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RespondCmd,
     },
+    /// Dead-letter queues: see what failed, and put it back.
+    Dlq {
+        #[command(subcommand)]
+        cmd: DlqCmd,
+    },
     /// Local cloud tooling (emulators only).
     Cloud {
         #[command(subcommand)]
@@ -159,6 +164,113 @@ enum RespondCmd {
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
+}
+
+#[derive(clap::Args)]
+struct DlqTarget {
+    /// classify | ticket | respond | check
+    #[arg(long, value_parser = ["classify", "ticket", "respond", "check"])]
+    queue: String,
+    /// Embedded state directory.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Cloud: the queue's URL and its dead-letter queue's URL (stack outputs).
+    #[arg(long, requires = "dlq_url")]
+    queue_url: Option<String>,
+    #[arg(long, requires = "queue_url")]
+    dlq_url: Option<String>,
+    /// Cloud, on an emulator only.
+    #[arg(long)]
+    endpoint_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum DlqCmd {
+    /// One JSON line per dead letter: queue, body, error (embedded), receive count.
+    List(DlqTarget),
+    /// Move every dead letter back onto its queue (the next pass reruns them; completed side
+    /// effects are not repeated).
+    Redrive(DlqTarget),
+}
+
+fn dlq_cmd(cmd: DlqCmd) -> anyhow::Result<ExitCode> {
+    let (target, redrive) = match cmd {
+        DlqCmd::List(t) => (t, false),
+        DlqCmd::Redrive(t) => (t, true),
+    };
+    let q = match target.queue.as_str() {
+        "classify" => shared::messages::QueueName::Classify,
+        "ticket" => shared::messages::QueueName::Ticket,
+        "respond" => shared::messages::QueueName::Respond,
+        _ => shared::messages::QueueName::Check,
+    };
+    let rt = runtime()?;
+    let queue: std::sync::Arc<dyn shared::ports::Queue> =
+        match (&target.state, &target.queue_url, &target.dlq_url) {
+            (Some(dir), None, None) => {
+                let db = dir.join("mss.sqlite");
+                if !db.exists() {
+                    return usage(format!(
+                        "{}: no state here (expected mss.sqlite)",
+                        dir.display()
+                    ));
+                }
+                std::sync::Arc::new(shared::adapters::sqlite::SqliteStore::open(&db)?)
+            }
+            (None, Some(url), Some(dlq)) => rt.block_on(async {
+                let sdk = shared::adapters::aws::sdk_config(target.endpoint_url.as_deref()).await;
+                let (main, dead) = (Some(url.clone()), Some(dlq.clone()));
+                let urls = shared::adapters::sqs::QueueUrls {
+                    classify: main
+                        .clone()
+                        .filter(|_| q == shared::messages::QueueName::Classify)
+                        .unwrap_or_default(),
+                    ticket: main
+                        .clone()
+                        .filter(|_| q == shared::messages::QueueName::Ticket)
+                        .unwrap_or_default(),
+                    respond: main
+                        .clone()
+                        .filter(|_| q == shared::messages::QueueName::Respond),
+                    check: main.filter(|_| q == shared::messages::QueueName::Check),
+                    classify_dlq: dead
+                        .clone()
+                        .filter(|_| q == shared::messages::QueueName::Classify),
+                    ticket_dlq: dead
+                        .clone()
+                        .filter(|_| q == shared::messages::QueueName::Ticket),
+                    respond_dlq: dead
+                        .clone()
+                        .filter(|_| q == shared::messages::QueueName::Respond),
+                    check_dlq: dead.filter(|_| q == shared::messages::QueueName::Check),
+                };
+                std::sync::Arc::new(shared::adapters::sqs::SqsQueue::new(
+                    shared::adapters::sqs::sqs_client(&sdk),
+                    urls,
+                )) as std::sync::Arc<dyn shared::ports::Queue>
+            }),
+            _ => return usage("give --state DIR, or --queue-url and --dlq-url"),
+        };
+    if redrive {
+        let n = rt.block_on(queue.redrive(q))?;
+        if n == 0 {
+            return usage(format!(
+                "the {} dead-letter queue is empty; nothing to redrive",
+                target.queue
+            ));
+        }
+        println!("redriven {n} message(s) onto {}", target.queue);
+    } else {
+        let mut out = std::io::stdout().lock();
+        for d in rt.block_on(queue.dead_letters(q, 10_000))? {
+            writeln!(
+                out,
+                "{}",
+                json!({"queue": target.queue, "body": d.body, "error": d.error, "receive_count": d.receive_count})
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand)]
@@ -398,6 +510,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Cloud { cmd } => cloud_cmd(cmd),
+        Cmd::Dlq { cmd } => dlq_cmd(cmd),
         Cmd::Respond { cmd } => respond_cmd(cmd),
         Cmd::Sim {
             cmd:

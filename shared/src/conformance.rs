@@ -436,4 +436,19 @@ pub async fn queue_suite(q: Arc<dyn Queue>, ns: &str, max_receive: u32) {
         (0, 1),
         "then dead-lettered"
     );
+    let dead = q.dead_letters(QueueName::Ticket, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].body.contains("poison"));
+    // An operator redrives it: back on the queue, the DLQ empty, nothing lost.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(q.redrive(QueueName::Ticket).await.unwrap(), 1);
+    assert_eq!(
+        q.depth(QueueName::Ticket).await.unwrap(),
+        (1, 0),
+        "redriven"
+    );
+    assert_eq!(q.redrive(QueueName::Ticket).await.unwrap(), 0);
+    let back = q.receive(QueueName::Ticket, 10).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert!(back[0].body.contains("poison"));
 }

@@ -282,6 +282,19 @@ pub trait Queue: Send + Sync {
         body: &str,
         delay: std::time::Duration,
     ) -> Result<()>;
+    /// Up to `max` dead letters of `q`, left where they are.
+    async fn dead_letters(&self, q: QueueName, max: usize) -> Result<Vec<DeadLetter>>;
+    /// Moves every dead letter of `q` back onto `q`; returns how many moved.
+    async fn redrive(&self, q: QueueName) -> Result<u64>;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub body: String,
+    /// The last error, where the queue keeps it (the embedded one does; SQS does not — the
+    /// function's log has it).
+    pub error: Option<String>,
+    pub receive_count: u32,
 }
 
 pub trait Clock: Send + Sync {

@@ -728,6 +728,39 @@ impl Queue for SqliteStore {
         })
     }
 
+    async fn dead_letters(
+        &self,
+        q: QueueName,
+        max: usize,
+    ) -> anyhow::Result<Vec<crate::ports::DeadLetter>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT body, error, receive_count FROM dlq WHERE queue = ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![q.as_str(), max as i64], |r| {
+                Ok(crate::ports::DeadLetter {
+                    body: r.get(0)?,
+                    error: Some(r.get(1)?),
+                    receive_count: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    async fn redrive(&self, q: QueueName) -> anyhow::Result<u64> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "INSERT INTO queue (queue, body, visible_at) SELECT queue, body, 0 FROM dlq WHERE queue = ?1 ORDER BY id",
+                [q.as_str()],
+            )?;
+            tx.execute("DELETE FROM dlq WHERE queue = ?1", [q.as_str()])?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+    }
+
     async fn depth(&self, q: QueueName) -> anyhow::Result<(u64, u64)> {
         self.with(|c| {
             let live: u64 = c.query_row(

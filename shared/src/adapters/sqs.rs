@@ -166,6 +166,11 @@ impl SqsQueue {
     }
 }
 
+/// An SQS client from an SDK config (for tooling outside `shared`).
+pub fn sqs_client(sdk: &aws_config::SdkConfig) -> Client {
+    Client::new(sdk)
+}
+
 fn attr(v: &str) -> anyhow::Result<MessageAttributeValue> {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -302,6 +307,86 @@ impl Queue for SqsQueue {
             .await
             .map_err(|e| err("SendMessage", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
         Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        q: QueueName,
+        max: usize,
+    ) -> anyhow::Result<Vec<crate::ports::DeadLetter>> {
+        let dlq = self
+            .dlq(q)
+            .ok_or_else(|| anyhow!("no dead-letter queue is configured for {}", q.as_str()))?;
+        // Peeking SQS means receiving: the messages come back after a one-second visibility.
+        let r = self
+            .client
+            .receive_message()
+            .queue_url(dlq)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .visibility_timeout(1)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| err("ReceiveMessage", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        Ok(r.messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| crate::ports::DeadLetter {
+                receive_count: m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                body: m.body.unwrap_or_default(),
+                error: None,
+            })
+            .collect())
+    }
+
+    async fn redrive(&self, q: QueueName) -> anyhow::Result<u64> {
+        let dlq = self
+            .dlq(q)
+            .ok_or_else(|| anyhow!("no dead-letter queue is configured for {}", q.as_str()))?
+            .to_string();
+        let mut moved = 0;
+        // Send first, delete after: a crash in between duplicates a message, which every
+        // step tolerates; the other order could lose one.
+        loop {
+            let r = self
+                .client
+                .receive_message()
+                .queue_url(&dlq)
+                .max_number_of_messages(10)
+                .visibility_timeout(30)
+                .send()
+                .await
+                .map_err(|e| err("ReceiveMessage", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            let msgs = r.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return Ok(moved);
+            }
+            for m in msgs {
+                let body = m.body.clone().unwrap_or_default();
+                let tenant = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("tenant").and_then(|t| t.as_str()).map(str::to_string))
+                    .unwrap_or_default();
+                self.send_delayed(q, &tenant, &body, Duration::ZERO).await?;
+                if let Some(h) = m.receipt_handle {
+                    self.client
+                        .delete_message()
+                        .queue_url(&dlq)
+                        .receipt_handle(h)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            err("DeleteMessage", aws_sdk_sqs::error::DisplayErrorContext(e))
+                        })?;
+                }
+                moved += 1;
+            }
+        }
     }
 
     async fn depth(&self, q: QueueName) -> anyhow::Result<(u64, u64)> {
