@@ -95,13 +95,22 @@ pub trait Store: Send + Sync {
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
 
-    /// Stores a version; `false` if this (tenant, id, lastUpdateDateTime) was already stored.
+    /// Stores a version. `true` while it still has to be handed on: new, or stored by a
+    /// fetch that failed before `mark_queued` (so a crash or a queue outage between the two
+    /// cannot lose it); `false` once it was queued.
     async fn put_alert_version(
         &self,
         tenant: &str,
         product: Product,
         alert: &Alert,
     ) -> Result<bool>;
+    /// Records that the version was handed on to the classify queue.
+    async fn mark_queued(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> Result<()>;
     async fn get_alert_version(
         &self,
         tenant: &str,

@@ -347,8 +347,11 @@ impl Store for DynamoStore {
     ) -> anyhow::Result<bool> {
         let sk = format!("ALERT#{}#{}", alert.id, ts(alert.last_update));
         // Cheap existence check first: most fetched versions are already stored (overlap).
-        if self.get(pk(tenant), &sk).await?.is_some() {
-            return Ok(false);
+        if let Some(existing) = self.get(pk(tenant), &sk).await? {
+            return Ok(!matches!(
+                existing.get("queued"),
+                Some(AttributeValue::Bool(true))
+            ));
         }
         let body = gzip(alert.raw.to_string().as_bytes())?;
         let mut item: Item = HashMap::new();
@@ -366,6 +369,7 @@ impl Store for DynamoStore {
             s(format!("{}#{}", ts(alert.last_update), alert.id)),
         );
         item.insert("ttl".into(), self.ttl());
+        item.insert("queued".into(), AttributeValue::Bool(false));
         if body.len() > INLINE_BODY_MAX {
             let (s3c, bucket) = match (&self.s3, &self.bucket) {
                 (Some(c), Some(b)) => (c, b),
@@ -388,7 +392,30 @@ impl Store for DynamoStore {
         } else {
             item.insert("body".into(), AttributeValue::B(Blob::new(body)));
         }
-        self.put_if_absent(item).await
+        // Lost a race to another fetch: it stored the same version and hands it on; handing
+        // it on here as well is harmless (every later step is idempotent).
+        self.put_if_absent(item).await?;
+        Ok(true)
+    }
+
+    async fn mark_queued(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(tenant))
+            .key("sk", s(format!("ALERT#{alert_id}#{}", ts(last_update))))
+            .update_expression("SET queued = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| sdk("UpdateItem queued", e))?;
+        Ok(())
     }
 
     async fn get_alert_version(

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, config TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS alert_versions (
   tenant TEXT NOT NULL, alert_id TEXT NOT NULL, last_update TEXT NOT NULL,
   product TEXT NOT NULL, body TEXT NOT NULL, stored_at TEXT NOT NULL,
+  queued INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (tenant, alert_id, last_update));
 CREATE TABLE IF NOT EXISTS malformed (
   tenant TEXT NOT NULL, product TEXT NOT NULL, raw TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
@@ -137,15 +138,6 @@ impl SqliteStore {
             .lock()
             .map_err(|_| anyhow!("state database lock poisoned"))?;
         f(&mut c).map_err(|e| anyhow!("state database: {e}"))
-    }
-
-    /// Dead letters, for operators and tests: (queue, body, error).
-    pub fn dead_letters(&self) -> anyhow::Result<Vec<(String, String, String)>> {
-        self.with(|c| {
-            let mut st = c.prepare("SELECT queue, body, error FROM dlq ORDER BY id")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            rows.collect()
-        })
     }
 
     fn count_malformed(&self, tenant: &str) -> anyhow::Result<u64> {
@@ -260,11 +252,31 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<bool> {
         let body = alert.raw.to_string();
         self.with(|c| {
-            let n = c.execute(
+            c.execute(
                 "INSERT OR IGNORE INTO alert_versions (tenant, alert_id, last_update, product, body, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![tenant, alert.id, ts(alert.last_update), product.as_str(), body, ts(Utc::now())],
             )?;
-            Ok(n == 1)
+            let queued: i64 = c.query_row(
+                "SELECT queued FROM alert_versions WHERE tenant = ?1 AND alert_id = ?2 AND last_update = ?3",
+                params![tenant, alert.id, ts(alert.last_update)],
+                |r| r.get(0),
+            )?;
+            Ok(queued == 0)
+        })
+    }
+
+    async fn mark_queued(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE alert_versions SET queued = 1 WHERE tenant = ?1 AND alert_id = ?2 AND last_update = ?3",
+                params![tenant, alert_id, ts(last_update)],
+            )
+            .map(|_| ())
         })
     }
 

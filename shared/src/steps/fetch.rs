@@ -70,11 +70,17 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
             }
         }
     }
-    // A version stored but not enqueued (crash in between) would be skipped as "already
-    // stored" next time; so enqueue before anything else can fail, in batches of ten
-    // (SQS's SendMessageBatch limit), and only then move the cursor.
+    // Enqueue in batches of ten (SQS's SendMessageBatch limit), then mark each version
+    // queued. A crash or a queue failure in between leaves versions stored but unmarked:
+    // the next fetch (whose window still covers them, the cursor not having moved) hands
+    // them on again. Duplicates are harmless downstream; a lost alert is not.
     for chunk in to_send.chunks(10) {
         deps.queue.send_batch(QueueName::Classify, chunk).await?;
+        for m in chunk {
+            deps.store
+                .mark_queued(&m.tenant, &m.alert_id, m.last_update)
+                .await?;
+        }
     }
     out.new_versions = to_send.len();
     // The cursor follows the data (newest lastUpdateDateTime seen), and on a quiet tenant
