@@ -23,7 +23,7 @@ import boto3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENDPOINT = os.environ.get("MSS_TEST_AWS_ENDPOINT") or sys.exit("lambda_smoke: MSS_TEST_AWS_ENDPOINT is not set (run scripts/test.sh)")
 MSS = os.path.join(ROOT, "target", "debug", "mss")
-FUNCTIONS = ["fetch-alerts", "classify", "create-ticket"]
+FUNCTIONS = ["fetch-alerts", "classify", "create-ticket", "investigate"]
 AZ = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 
 
@@ -123,6 +123,7 @@ def main():
                       AWS_LAMBDA_FUNCTION_VERSION="1", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
                       AWS_ENDPOINT_URL=ENDPOINT, MSS_TABLE=prov["table"], MSS_BUCKET=prov["bucket"],
                       MSS_CLASSIFY_QUEUE_URL=prov["classify_queue_url"], MSS_TICKET_QUEUE_URL=prov["ticket_queue_url"],
+                      MSS_INVESTIGATE_QUEUE_URL=prov["investigate_queue_url"],
                       MSS_OPSRAMP_BASE_URL=info["opsramp"], MSS_OPSRAMP_TENANT_ID=info["opsramp_tenant_id"],
                       MSS_SECRETS_PREFIX=f"{name}/", MSS_GRAPH_BASE=info["graph"], MSS_AUTHORITY_HOST=info["authority_host"],
                       MSS_EXTRA_CA_FILE=ca, RUST_LOG="info")
@@ -176,6 +177,21 @@ def main():
         if out != {"batchItemFailures": []}:
             fail(f"create-ticket: {out}")
         print("  create-ticket: 2 records, no failures")
+
+        # The ticket step queued one investigation per alert; the report goes on the ticket.
+        imsgs, iev = sqs_event(prov["investigate_queue_url"])
+        if len(imsgs) != 2:
+            fail(f"investigate queue holds {len(imsgs)} messages, expected 2")
+        out, logs = invoke("investigate", iev)
+        if out != {"batchItemFailures": []}:
+            fail(f"investigate: {out}\n{logs[-2000:]}")
+        for m in imsgs:
+            sqs.delete_message(QueueUrl=prov["investigate_queue_url"], ReceiptHandle=m["ReceiptHandle"])
+        ibody = json.loads(imsgs[0]["Body"])
+        out, _ = invoke("investigate", {"tenant": ibody["tenant"], "alert_id": ibody["alert_id"], "last_update": ibody["last_update"]})
+        if out.get("action") != "nothing_new" or out.get("version") != 1:
+            fail(f"manual investigate rerun: expected nothing new on report version 1, got {out}")
+        print(f"  investigate: 2 records, no failures; manual rerun on {out['ticket_id']}: {out['action']}")
 
         # A manual rerun of one alert: finds the ticket, repeats nothing.
         body = json.loads(msgs[0]["Body"])

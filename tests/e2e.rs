@@ -241,21 +241,49 @@ fn scenario_gives_one_ticket_per_incident_and_a_rerun_adds_nothing() {
     assert_eq!(t100["subject"], "【重大度: 高】Alert da1");
     assert_eq!(t100["priority"], "Urgent");
     assert_eq!(t100["status"], "New");
-    // da2 joined (1), da1 went in progress (1), da1 was resolved (1).
-    assert_eq!(t100["updates"], 3, "{t100}");
+    // da2 joined (1), da1 went in progress (1), da1 was resolved (1), and one investigation
+    // report per alert (2): `updates` counts every update and response call.
+    assert_eq!(t100["updates"], 5, "{t100}");
+    let reports: Vec<&str> = t100["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.as_str())
+        .filter(|r| r.starts_with("【調査報告】"))
+        .collect();
+    assert_eq!(reports.len(), 2, "{t100}");
+    assert!(reports[0].contains("アラート ID: da1") && reports[1].contains("アラート ID: da2"));
 
     // da3 was monitored (low) until its severity rose: then, and only then, a ticket.
     assert_eq!(t["101"]["alert_ids"], json!(["da3"]));
-    assert_eq!(t["101"]["updates"], 0);
+    // Every ticket carries one investigation report per alert; below, `alert_updates` leaves
+    // them out to count what the alerts' changes caused.
+    let reports_on = |x: &Value| {
+        x["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r.as_str().unwrap().starts_with("【調査報告】"))
+            .count() as u64
+    };
+    let alert_updates = |x: &Value| x["updates"].as_u64().unwrap() - reports_on(x);
+    for x in t.values() {
+        assert_eq!(
+            reports_on(x),
+            x["alert_ids"].as_array().unwrap().len() as u64,
+            "{x}"
+        );
+    }
+    assert_eq!(alert_updates(&t["101"]), 0);
     assert_eq!(t["101"]["subject"], "【重大度: 高】Alert da3");
 
     // A raised severity updates the subject and priority (1) and adds a note (1).
     assert_eq!(t["102"]["subject"], "【重大度: 高】Alert aa6");
     assert_eq!(t["102"]["priority"], "Urgent");
-    assert_eq!(t["102"]["updates"], 2);
+    assert_eq!(alert_updates(&t["102"]), 2);
 
     // No incidentId: the alert id is the key; the duplicated version did nothing more.
-    assert_eq!(t["fa5"]["updates"], 0);
+    assert_eq!(alert_updates(&t["fa5"]), 0);
     assert_eq!(t["fa5"]["priority"], "High");
     assert_eq!(
         t["fa5"]["subject"],
@@ -310,6 +338,7 @@ fn scenario_gives_one_ticket_per_incident_and_a_rerun_adds_nothing() {
         .unwrap()
         .iter()
         .map(|r| r["description"].as_str().unwrap())
+        .filter(|d| !d.starts_with("【調査報告】"))
         .collect();
     assert!(notes[0].starts_with("【アラート追加】"), "{notes:?}");
     assert!(notes[1].contains("ステータス: 新規 → 対応中"), "{notes:?}");
@@ -371,6 +400,42 @@ fn builtin_demo_runs_and_is_consistent() {
     }
     assert!(alerts >= 200, "{alerts}");
     assert!(dir.path().join("mss.sqlite").exists());
+    // Investigation reports: one per ticketed alert, each with the four headings, naming what
+    // it is about from the evidence.
+    let mut reports = Vec::new();
+    for t in tenants {
+        for tk in t["tickets"].as_array().unwrap() {
+            let rs: Vec<&str> = tk["responses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap())
+                .filter(|r| r.starts_with("【調査報告"))
+                .collect();
+            assert_eq!(rs.len(), tk["alert_ids"].as_array().unwrap().len(), "{tk}");
+            reports.extend(rs);
+        }
+    }
+    for r in &reports {
+        for h in [
+            "■ ユーザ名",
+            "■ インシデント内容",
+            "■ 関連検知情報",
+            "■ 対応推奨事項",
+        ] {
+            assert!(r.contains(h), "{h} missing:\n{r}");
+        }
+    }
+    for about in ["対象端末: ", "対象メールボックス: ", "対象メール: "] {
+        assert!(
+            reports.iter().any(|r| r.contains(about)),
+            "no report names a {about}"
+        );
+    }
+    assert!(
+        reports.iter().any(|r| r.contains("端末のプロセス実行")),
+        "MDE reports carry hunting results"
+    );
     // First response: every intent has a status from the interface, and the policies show:
     // kaede acts automatically, aoba holds isolation for approval and scans in hours only.
     let allowed = [
@@ -1073,7 +1138,7 @@ fn mdo_air_task_and_email_remediation() {
     assert_eq!(
         notes
             .iter()
-            .filter(|n| n.contains("メールの修復（削除）"))
+            .filter(|n| n.starts_with("【一次対応】") && n.contains("メールの修復（削除）"))
             .count(),
         1,
         "{notes:?}"

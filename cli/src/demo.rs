@@ -72,6 +72,8 @@ pub struct TicketReport {
     pub incident_key: String,
     pub alert_ids: Vec<String>,
     pub updates: u32,
+    /// The text of every response posted to the ticket, oldest first.
+    pub responses: Vec<String>,
 }
 
 fn random_secret(prefix: &str) -> String {
@@ -178,6 +180,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                 check_every: Duration::from_secs(60),
                 give_up_after: Duration::from_secs(2 * 3600),
             };
+            let investigate = shared::steps::investigate::InvestigateDeps::new(
+                Arc::new(shared::adapters::hunting::HuntingClient::new(
+                    shared::adapters::hunting::HuntingConfig {
+                        graph_base: sim.graph_base(),
+                        authority_host: sim.authority_host(),
+                        http: http.clone(),
+                        ..Default::default()
+                    },
+                    creds.clone(),
+                )?),
+                respond.users.clone(),
+            );
             let mut ops_cfg = OpsRampConfig::new(&sim.opsramp_base(), "client_1234");
             ops_cfg.http = http;
             let tickets = Arc::new(OpsRampClient::new(
@@ -205,6 +219,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                     clock: clock.clone(),
                     settings: Settings::default(),
                     respond: Some(Arc::new(respond)),
+                    investigate: Some(Arc::new(investigate)),
                 },
                 tickets,
             )
@@ -290,9 +305,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     // Once more at the end, then let released messages (failed steps) run out their retries.
     fetch_errors += cycle(&deps).await?;
     for _ in 0..50 {
-        let (c, _) = queue.depth(QueueName::Classify).await?;
-        let (k, _) = queue.depth(QueueName::Ticket).await?;
-        if c + k == 0 {
+        let mut live = 0;
+        for q in [
+            QueueName::Classify,
+            QueueName::Ticket,
+            QueueName::Respond,
+            QueueName::Investigate,
+        ] {
+            live += queue.depth(q).await?.0;
+        }
+        if live == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -438,6 +460,7 @@ pub async fn build_report(
                     incident_key: plain_key(key),
                     alert_ids: alerts.clone(),
                     updates: st.updates,
+                    responses: st.responses.iter().map(|r| r.description.clone()).collect(),
                 })
             })
             .collect();
@@ -541,6 +564,33 @@ async fn print_summary(
         }
     }
     println!();
+    let reports: usize = r
+        .tenants
+        .iter()
+        .flat_map(|t| &t.tickets)
+        .flat_map(|t| &t.responses)
+        .filter(|x| x.starts_with("【調査報告"))
+        .count();
+    println!("investigation reports posted: {reports}");
+    if let Some((tr, t, text)) = r.tenants.iter().find_map(|tr| {
+        tr.tickets.iter().find_map(|t| {
+            t.responses
+                .iter()
+                .find(|x| x.starts_with("【調査報告"))
+                .map(|x| (tr, t, x))
+        })
+    }) {
+        println!();
+        println!("{} / {} の調査報告（抜粋）:", tr.id, t.id);
+        let lines: Vec<&str> = text.lines().collect();
+        for l in lines.iter().take(30) {
+            println!("  | {l}");
+        }
+        if lines.len() > 30 {
+            println!("  | …（ほか {} 行）", lines.len() - 30);
+        }
+    }
+    println!();
     println!("fetch errors retried: {fetch_errors}; messages in dead-letter queues: {dead}");
     println!(
         "inquiries: {} open; due dates set {}, reminders {}, escalations {}{}",
@@ -591,6 +641,7 @@ async fn aws_deps(
         ticket_queue_url: prov.queues.ticket.clone(),
         respond_queue_url: prov.queues.respond.clone(),
         check_queue_url: prov.queues.check.clone(),
+        investigate_queue_url: prov.queues.investigate.clone(),
         bucket: Some(prov.bucket.clone()),
         opsramp_base_url: sim.opsramp_base(),
         opsramp_tenant_id: "client_1234".into(),

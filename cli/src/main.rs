@@ -168,8 +168,8 @@ enum RespondCmd {
 
 #[derive(clap::Args)]
 struct DlqTarget {
-    /// classify | ticket | respond | check
-    #[arg(long, value_parser = ["classify", "ticket", "respond", "check"])]
+    /// classify | ticket | respond | check | investigate
+    #[arg(long, value_parser = ["classify", "ticket", "respond", "check", "investigate"])]
     queue: String,
     /// Embedded state directory.
     #[arg(long)]
@@ -202,6 +202,7 @@ fn dlq_cmd(cmd: DlqCmd) -> anyhow::Result<ExitCode> {
         "classify" => shared::messages::QueueName::Classify,
         "ticket" => shared::messages::QueueName::Ticket,
         "respond" => shared::messages::QueueName::Respond,
+        "investigate" => shared::messages::QueueName::Investigate,
         _ => shared::messages::QueueName::Check,
     };
     let rt = runtime()?;
@@ -232,7 +233,10 @@ fn dlq_cmd(cmd: DlqCmd) -> anyhow::Result<ExitCode> {
                     respond: main
                         .clone()
                         .filter(|_| q == shared::messages::QueueName::Respond),
-                    check: main.filter(|_| q == shared::messages::QueueName::Check),
+                    check: main
+                        .clone()
+                        .filter(|_| q == shared::messages::QueueName::Check),
+                    investigate: main.filter(|_| q == shared::messages::QueueName::Investigate),
                     classify_dlq: dead
                         .clone()
                         .filter(|_| q == shared::messages::QueueName::Classify),
@@ -242,7 +246,10 @@ fn dlq_cmd(cmd: DlqCmd) -> anyhow::Result<ExitCode> {
                     respond_dlq: dead
                         .clone()
                         .filter(|_| q == shared::messages::QueueName::Respond),
-                    check_dlq: dead.filter(|_| q == shared::messages::QueueName::Check),
+                    check_dlq: dead
+                        .clone()
+                        .filter(|_| q == shared::messages::QueueName::Check),
+                    investigate_dlq: dead.filter(|_| q == shared::messages::QueueName::Investigate),
                 };
                 std::sync::Arc::new(shared::adapters::sqs::SqsQueue::new(
                     shared::adapters::sqs::sqs_client(&sdk),
@@ -607,7 +614,10 @@ fn cloud_cmd(cmd: CloudCmd) -> anyhow::Result<ExitCode> {
                 "{}",
                 json!({"table": p.table, "bucket": p.bucket,
                        "classify_queue_url": p.queues.classify, "ticket_queue_url": p.queues.ticket,
-                       "classify_dlq_url": p.queues.classify_dlq, "ticket_dlq_url": p.queues.ticket_dlq})
+                       "classify_dlq_url": p.queues.classify_dlq, "ticket_dlq_url": p.queues.ticket_dlq,
+                       "respond_queue_url": p.queues.respond, "check_queue_url": p.queues.check,
+                       "investigate_queue_url": p.queues.investigate,
+                       "investigate_dlq_url": p.queues.investigate_dlq})
             );
             Ok(ExitCode::SUCCESS)
         }

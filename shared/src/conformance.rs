@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::json;
 
 use crate::domain::alert::{Alert, Product};
@@ -51,6 +51,237 @@ pub async fn store_suite(store: Arc<dyn Store>, ns: &str) {
     incidents(&*store, ns).await;
     races(store.clone(), ns).await;
     once(&*store, ns).await;
+    docs(&*store, ns).await;
+    budgets(store.clone(), ns).await;
+    recent(&*store, ns).await;
+}
+
+/// `n` characters of CJK text that barely compresses (so stored sizes stay near real ones).
+fn incompressible(n: usize, seed: u32) -> String {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from_u32(0x4E00 + (x >> 8) % 0x5000).unwrap_or('長')
+        })
+        .collect()
+}
+
+async fn docs(s: &dyn Store, ns: &str) {
+    let (a, b) = (format!("{ns}-a"), format!("{ns}-b"));
+    assert!(s
+        .get_doc(&a, "report", "incident:1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.list_docs(&a, "report").await.unwrap().is_empty());
+    for k in ["incident:2", "incident:10", "incident:1"] {
+        s.put_doc(&a, "report", k, &format!("{{\"key\": \"{k}\"}}"))
+            .await
+            .unwrap();
+    }
+    s.put_doc(&a, "report", "incident:1", r#"{"title": "調査報告 v2"}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_doc(&a, "report", "incident:1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"title": "調査報告 v2"}"#),
+        "put overwrites"
+    );
+    // Kinds are separate, also one that extends another's name.
+    s.put_doc(&a, "user", "incident:1", "{}").await.unwrap();
+    s.put_doc(&a, "report#old", "x", "{}").await.unwrap();
+    let keys: Vec<String> = s
+        .list_docs(&a, "report")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["incident:1", "incident:10", "incident:2"],
+        "list_docs: one kind, each key once, sorted"
+    );
+    assert!(
+        s.get_doc(&b, "report", "incident:1")
+            .await
+            .unwrap()
+            .is_none(),
+        "documents are per tenant"
+    );
+    assert!(s.list_docs(&b, "report").await.unwrap().is_empty());
+    s.put_doc(&b, "report", "incident:1", "{\"b\": 1}")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_doc(&a, "report", "incident:1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"title": "調査報告 v2"}"#),
+        "another tenant's put leaves this one's document alone"
+    );
+    // Large documents (≈100 KB each), more than one query page (1 MB) of them in total.
+    let big: Vec<(String, String)> = (0..16)
+        .map(|i| {
+            let body = serde_json::to_string(&json!({ "n": i, "text": incompressible(35_000, i) }))
+                .expect("json");
+            (format!("big{i:02}"), body)
+        })
+        .collect();
+    for (k, body) in big.iter().rev() {
+        s.put_doc(&a, "big", k, body).await.unwrap();
+    }
+    assert_eq!(
+        s.list_docs(&a, "big").await.unwrap(),
+        big,
+        "every large document, every page, sorted"
+    );
+    assert_eq!(
+        s.get_doc(&a, "big", "big07").await.unwrap().as_deref(),
+        Some(big[7].1.as_str())
+    );
+}
+
+async fn budgets(s: Arc<dyn Store>, ns: &str) {
+    let (a, b) = (format!("{ns}-a"), format!("{ns}-b"));
+    let exp = Utc::now() + Duration::hours(1);
+    let w = "hunt-m-202611250104";
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(s.take_budget(&a, w, 3, exp).await.unwrap());
+    }
+    assert_eq!(got, vec![true, true, true, false], "limit 3: three units");
+    assert!(!s.take_budget(&a, w, 3, exp).await.unwrap(), "still spent");
+    assert!(
+        s.take_budget(&a, "hunt-m-202611250105", 3, exp)
+            .await
+            .unwrap(),
+        "windows are separate"
+    );
+    assert!(
+        s.take_budget(&b, w, 3, exp).await.unwrap(),
+        "budgets are per tenant"
+    );
+    assert!(
+        !s.take_budget(&a, "hunt-zero", 0, exp).await.unwrap(),
+        "limit 0: nothing to take"
+    );
+    assert!(s.take_budget(&a, "hunt-zero", 1, exp).await.unwrap());
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        let a = a.clone();
+        set.spawn(async move { s.take_budget(&a, "hunt-race", 5, exp).await.unwrap() });
+    }
+    let mut taken = 0;
+    while let Some(r) = set.join_next().await {
+        taken += r.unwrap() as u32;
+    }
+    assert_eq!(
+        taken, 5,
+        "20 concurrent takers of 5 units: exactly 5 succeed"
+    );
+}
+
+fn alert_of(id: &str, at: DateTime<Utc>, title: &str, source: &str) -> Alert {
+    Alert::from_value(json!({"id": id, "lastUpdateDateTime": at.to_rfc3339(),
+        "title": title, "serviceSource": source, "severity": "medium"}))
+    .expect("test alert")
+}
+
+async fn recent(s: &dyn Store, ns: &str) {
+    // Relative to now and spanning months, as related-detection lookups do.
+    let since: DateTime<Utc> = Utc::now()
+        .duration_trunc(Duration::seconds(1))
+        .expect("truncate")
+        - Duration::days(45);
+    let (a, b) = (format!("{ns}-r"), format!("{ns}-rb"));
+    let mdi = "microsoftDefenderForIdentity";
+    let d = Duration::days;
+    let (ta, tb) = (a.as_str(), b.as_str());
+    let puts = [
+        (ta, Product::Mdi, alert_of("r1", since + d(1), "r1 v1", mdi)),
+        (
+            ta,
+            Product::Mdi,
+            alert_of("r1", since + d(44), "r1 v3", mdi),
+        ),
+        (
+            ta,
+            Product::Mdi,
+            alert_of("r1", since + d(30), "r1 v2", mdi),
+        ),
+        (
+            ta,
+            Product::Mdi,
+            alert_of("r2", since - d(1), "too old", mdi),
+        ),
+        (ta, Product::Mdi, alert_of("r3", since - d(2), "r3 v1", mdi)),
+        (
+            ta,
+            Product::Mdi,
+            alert_of("r3", since + d(10), "r3 v2", mdi),
+        ),
+        (
+            ta,
+            Product::Mde,
+            alert_of("r7", since + d(20), "r7", "microsoftDefenderForEndpoint"),
+        ),
+        (
+            ta,
+            Product::Mde,
+            alert_of("r4", since + d(20), "r4", "microsoftDefenderForEndpoint"),
+        ),
+        (ta, Product::Mdi, alert_of("r5", since, "at since", mdi)),
+        (
+            tb,
+            Product::Mdi,
+            alert_of("r6", since + d(5), "other tenant", mdi),
+        ),
+        (
+            tb,
+            Product::Mdi,
+            alert_of("r1", since + d(45), "other tenant r1", mdi),
+        ),
+    ];
+    for (t, p, al) in &puts {
+        s.put_alert_version(t, *p, al).await.unwrap();
+    }
+    let got: Vec<(Product, String, String)> = s
+        .recent_alerts(&a, since)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(p, al)| (p, al.id.clone(), al.title().to_string()))
+        .collect();
+    let want: Vec<(Product, String, String)> = [
+        (Product::Mdi, "r1", "r1 v3"),
+        (Product::Mde, "r4", "r4"),
+        (Product::Mde, "r7", "r7"),
+        (Product::Mdi, "r3", "r3 v2"),
+        (Product::Mdi, "r5", "at since"),
+    ]
+    .into_iter()
+    .map(|(p, i, t)| (p, i.to_string(), t.to_string()))
+    .collect();
+    assert_eq!(
+        got, want,
+        "recent_alerts: newest version of each alert since, with product, newest first, this tenant only"
+    );
+    assert!(
+        s.recent_alerts(&a, since + d(50)).await.unwrap().is_empty(),
+        "nothing newer than the newest"
+    );
+    assert!(s
+        .recent_alerts(&format!("{ns}-rz"), since)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn once(s: &dyn Store, ns: &str) {

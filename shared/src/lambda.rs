@@ -30,6 +30,8 @@ pub struct CloudEnv {
     pub respond_queue_url: Option<String>,
     /// The delayed action-check queue (with first response).
     pub check_queue_url: Option<String>,
+    /// The investigation queue; investigation reports only where it is deployed.
+    pub investigate_queue_url: Option<String>,
     pub bucket: Option<String>,
     pub opsramp_base_url: String,
     pub opsramp_tenant_id: String,
@@ -69,6 +71,7 @@ impl CloudEnv {
             ticket_queue_url: var("MSS_TICKET_QUEUE_URL")?,
             respond_queue_url: opt("MSS_RESPOND_QUEUE_URL"),
             check_queue_url: opt("MSS_CHECK_QUEUE_URL"),
+            investigate_queue_url: opt("MSS_INVESTIGATE_QUEUE_URL"),
             bucket: opt("MSS_BUCKET"),
             opsramp_base_url: var("MSS_OPSRAMP_BASE_URL")?,
             opsramp_tenant_id: var("MSS_OPSRAMP_TENANT_ID")?,
@@ -130,6 +133,8 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
             ticket_dlq: env.ticket_dlq_url.clone(),
             respond_dlq: None,
             check_dlq: None,
+            investigate: env.investigate_queue_url.clone(),
+            investigate_dlq: None,
         },
     );
     if let Some(d) = env.queue_retry_delay_s {
@@ -202,6 +207,31 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
             give_up_after: std::time::Duration::from_secs(2 * 3600),
         })
     });
+    // Investigation only where its queue is deployed; the same per-tenant clients as first
+    // response (built lazily from each tenant's own secret).
+    let investigate = env.investigate_queue_url.as_ref().map(|_| {
+        let identity = crate::adapters::identity::IdentityConfig {
+            graph_base: graph.graph_base.clone(),
+            authority_host: graph.authority_host.clone(),
+            http: graph.http.clone(),
+            ..Default::default()
+        };
+        let beta = env
+            .graph_beta_base
+            .clone()
+            .unwrap_or_else(|| "https://graph.microsoft.com/beta".into());
+        let r = Arc::new(crate::adapters::secrets::SecretResponders::new(
+            crate::adapters::mde::MdeConfig {
+                http: graph.http.clone(),
+                authority_host: graph.authority_host.clone(),
+                ..Default::default()
+            },
+            identity,
+            &beta,
+            secrets.clone(),
+        ));
+        Arc::new(steps::investigate::InvestigateDeps::new(r.clone(), r))
+    });
     let alerts = Arc::new(SecretGraphSource::new(graph, secrets.clone()));
     Ok(Cloud {
         deps: Deps {
@@ -212,6 +242,7 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
             clock: Arc::new(SystemClock),
             settings: Settings::default(),
             respond,
+            investigate,
         },
         opsramp,
         store,
@@ -344,6 +375,10 @@ pub async fn queue_handler(deps: &Deps, q: QueueName, payload: Value) -> anyhow:
         QueueName::Classify => serde_json::to_value(steps::classify::run(deps, &msg).await?)?,
         QueueName::Ticket => serde_json::to_value(steps::ticket::run(deps, &msg).await?)?,
         QueueName::Respond => serde_json::to_value(steps::respond::plan(deps, &msg).await?)?,
+        // By hand is an operator's rerun: investigate again even if done before.
+        QueueName::Investigate => {
+            serde_json::to_value(steps::investigate::run(deps, &msg, true).await?)?
+        }
         QueueName::Check => {
             return Err(anyhow!(
                 "check-action takes {{\"tenant\", \"check\"}} or an SQS event"

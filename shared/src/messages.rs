@@ -17,14 +17,19 @@ pub enum QueueName {
     Respond,
     /// First response: delayed "look at this action again" checks.
     Check,
+    /// Investigation reports, queued by the ticket step once the ticket exists.
+    Investigate,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 4] = [
+    /// In the embedded runner's drain order: respond before investigate, so a report made
+    /// in the same pass already lists the first-response actions planned for its incident.
+    pub const ALL: [QueueName; 5] = [
         QueueName::Classify,
         QueueName::Ticket,
         QueueName::Respond,
         QueueName::Check,
+        QueueName::Investigate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +38,7 @@ impl QueueName {
             QueueName::Ticket => "ticket",
             QueueName::Respond => "respond",
             QueueName::Check => "check",
+            QueueName::Investigate => "investigate",
         }
     }
 }

@@ -188,6 +188,33 @@ pub trait Store: Send + Sync {
     async fn get_action(&self, tenant: &str, key: &str) -> Result<Option<ActionRecord>>;
     async fn put_action(&self, rec: &ActionRecord) -> Result<()>;
     async fn list_actions(&self, tenant: &str) -> Result<Vec<ActionRecord>>;
+
+    /// A tenant's JSON document by kind and key, overwritten on put: investigation reports
+    /// (kept with the incident for the monthly report), cached user lookups.
+    async fn put_doc(&self, tenant: &str, kind: &str, key: &str, body: &str) -> Result<()>;
+    async fn get_doc(&self, tenant: &str, kind: &str, key: &str) -> Result<Option<String>>;
+    /// Every document of a kind, sorted by key.
+    async fn list_docs(&self, tenant: &str, kind: &str) -> Result<Vec<(String, String)>>;
+
+    /// Takes one unit of the counted budget `(tenant, window)` when fewer than `limit` were
+    /// taken, atomically across processes; `false` (nothing taken) otherwise. A window is a
+    /// name like `hunt-m-202611250104`; it may be forgotten after `expires`.
+    async fn take_budget(
+        &self,
+        tenant: &str,
+        window: &str,
+        limit: u32,
+        expires: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// The newest stored version of each alert of the tenant whose newest version has
+    /// `lastUpdateDateTime >= since`, with its product; newest first. For related detections:
+    /// reads the store only, no API calls.
+    async fn recent_alerts(
+        &self,
+        tenant: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Product, Alert)>>;
 }
 
 /// One first-response action on one target for one incident: who/what/when/result.

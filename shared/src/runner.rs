@@ -12,6 +12,7 @@ pub struct DrainStats {
     pub classified: u64,
     pub ticketed: u64,
     pub responded: u64,
+    pub investigated: u64,
     pub failed: u64,
 }
 
@@ -30,6 +31,7 @@ pub async fn handle(deps: &Deps, q: QueueName, body: &str) -> anyhow::Result<()>
     let msg = AlertRef::from_json(body).map_err(anyhow::Error::msg)?;
     match q {
         QueueName::Classify => steps::classify::run(deps, &msg).await.map(|_| ()),
+        QueueName::Investigate => steps::investigate::run(deps, &msg, false).await.map(|_| ()),
         _ => steps::ticket::run(deps, &msg).await.map(|_| ()),
     }
 }
@@ -52,6 +54,7 @@ pub async fn drain(deps: &Deps) -> anyhow::Result<DrainStats> {
                             QueueName::Classify => stats.classified += 1,
                             QueueName::Ticket => stats.ticketed += 1,
                             QueueName::Respond | QueueName::Check => stats.responded += 1,
+                            QueueName::Investigate => stats.investigated += 1,
                         }
                     }
                     Err(e) => {

@@ -221,6 +221,7 @@ async fn rig() -> CloudRig {
         classify_queue_url: urls.classify.clone(),
         ticket_queue_url: urls.ticket.clone(),
         respond_queue_url: urls.respond.clone(),
+        investigate_queue_url: None,
         check_queue_url: urls.check.clone(),
         bucket: Some(bucket),
         opsramp_base_url: sim.opsramp_base(),
@@ -275,6 +276,7 @@ impl CloudRig {
             QueueName::Ticket => &self.urls.ticket,
             QueueName::Respond => self.urls.respond.as_deref().unwrap_or_default(),
             QueueName::Check => self.urls.check.as_deref().unwrap_or_default(),
+            QueueName::Investigate => self.urls.investigate.as_deref().unwrap_or_default(),
         }
     }
 
@@ -422,6 +424,7 @@ async fn handlers_run_the_pipeline_and_match_the_embedded_result() {
         clock: rig.clock.clone(),
         settings: Default::default(),
         respond: None,
+        investigate: None,
     };
     for t in [45, 180] {
         let now = base() + chrono::TimeDelta::minutes(t);

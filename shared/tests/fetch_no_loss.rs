@@ -120,6 +120,7 @@ async fn a_failed_enqueue_is_retried_by_the_next_fetch() {
         clock: ManualClock::new("2026-11-02T00:15:00Z".parse().unwrap()),
         settings: Default::default(),
         respond: None,
+        investigate: None,
     };
     // The queue is down: the alert is stored, the fetch fails, the cursor stays.
     assert!(fetch::run(&deps, "t1", Product::Mdi).await.is_err());

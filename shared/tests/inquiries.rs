@@ -82,6 +82,7 @@ async fn rig() -> Rig {
         clock: clock.clone(),
         settings: Default::default(),
         respond: None,
+        investigate: None,
     };
     let http = shared::adapters::http::build_client(&settings).unwrap();
     let tok: Value = http

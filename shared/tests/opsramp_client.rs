@@ -497,6 +497,7 @@ async fn env() -> Env {
         clock: ManualClock::new(t(12, 0)),
         settings: Settings::default(),
         respond: None,
+        investigate: None,
     };
     Env {
         sim,

@@ -24,7 +24,8 @@ fn family(ep: Endpoint) -> Family {
         Endpoint::GraphAlerts
         | Endpoint::GraphConfirmCompromised
         | Endpoint::GraphUsers
-        | Endpoint::GraphEmailRemediate => Family::Graph,
+        | Endpoint::GraphEmailRemediate
+        | Endpoint::GraphHunting => Family::Graph,
         Endpoint::MdeAction | Endpoint::MdeRead => Family::Mde,
         Endpoint::OpsRampToken => Family::OpsRampToken,
         Endpoint::OpsRampCreate

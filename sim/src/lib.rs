@@ -17,6 +17,16 @@
 //! under [`Sim::graph_beta_base`]. See the `mde` and `graph_actions` modules for the choices
 //! made where the API facts are silent.
 //!
+//! Advanced hunting (added later, in memory only): Graph `POST security/runHuntingQuery` answers
+//! canned, deterministic rows per query of the mss client, which marks each query with a first
+//! line `// mss-query: <id>` and passes values as `let` bindings of KQL string literals and
+//! `datetime(…)`. Those bindings are lexed strictly (a badly escaped literal answers 400
+//! "Syntax error"), their unescaped values are echoed in the rows, and row timestamps fall
+//! inside the `WindowStart`/`WindowEnd` bindings. The per-tenant quota (45 calls a minute and
+//! 1,500 an hour by default, [`Sim::set_hunting_quota`]) runs on the simulated clock and
+//! answers 429 with `Retry-After`; calls are recorded for tests in [`Sim::hunting_queries`].
+//! See the `hunting` module for the choices made where the API facts are silent.
+//!
 //! OpsRamp tickets come in two kinds served alike: incidents under
 //! `{opsramp_base}/api/v2/tenants/{tenantId}/incidents…` ([`Sim::tickets`]) and service requests
 //! under `…/serviceRequests…` ([`Sim::service_requests`]), each with its own numbering.
@@ -28,6 +38,7 @@
 mod faults;
 mod graph;
 mod graph_actions;
+mod hunting;
 mod mde;
 mod opsramp;
 mod state;
@@ -113,7 +124,8 @@ impl std::fmt::Debug for SimConfig {
 /// Graph: `GraphConfirmCompromised` = `POST identityProtection/riskyUsers/confirmCompromised`
 /// (its 429s carry no `Retry-After`, as the API facts say for Identity Protection);
 /// `GraphUsers` = `GET users/{id}`; `GraphEmailRemediate` = beta
-/// `POST security/collaboration/analyzedEmails/remediate`.
+/// `POST security/collaboration/analyzedEmails/remediate`; `GraphHunting` =
+/// `POST security/runHuntingQuery` (its faults come before, and never use, the hunting quota).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     EntraToken,
@@ -121,6 +133,7 @@ pub enum Endpoint {
     GraphConfirmCompromised,
     GraphUsers,
     GraphEmailRemediate,
+    GraphHunting,
     MdeAction,
     MdeRead,
     OpsRampToken,
@@ -217,6 +230,26 @@ pub struct SimStats {
     pub opsramp_tokens: u64,
     /// Requests to the OpsRamp `/api/v2/tenants/…` API.
     pub opsramp_requests: u64,
+    /// Requests to Graph `security/runHuntingQuery`.
+    pub hunting_requests: u64,
+}
+
+/// One Graph `security/runHuntingQuery` call that carried a valid Graph token, whatever it was
+/// answered (200, 400, or 429 from the quota). Calls answered by a fault or refused for their
+/// token are not recorded (they are counted in [`SimStats::hunting_requests`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimHuntingCall {
+    /// The token's tenant.
+    pub azure_tenant_id: String,
+    /// The body's `Query` as sent (empty when the body had no string `Query`).
+    pub query: String,
+    /// The body's `Timespan` as sent, if it was a string.
+    pub timespan: Option<String>,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The clock the quota was counted on: the simulated clock (the wall clock under
+    /// `all_visible`).
+    pub at: DateTime<Utc>,
 }
 
 /// Cheap to clone: all clones drive the same running server.
@@ -251,6 +284,8 @@ pub(crate) struct Inner {
     pub mde: Mutex<mde::MdeState>,
     /// Users, confirmCompromised records and rate limiter, email remediations.
     pub directory: Mutex<graph_actions::DirectoryState>,
+    /// Hunting quota settings, windows per tenant, and the recorded calls.
+    pub hunting: Mutex<hunting::HuntingState>,
     server: Mutex<Option<ServerTask>>,
 }
 
@@ -357,11 +392,13 @@ impl Sim {
             store: Mutex::new(store),
             mde: Mutex::new(mde::MdeState::default()),
             directory: Mutex::new(graph_actions::DirectoryState::default()),
+            hunting: Mutex::new(hunting::HuntingState::default()),
             server: Mutex::new(None),
         });
 
         let app = graph::router()
             .merge(graph_actions::router())
+            .merge(hunting::router())
             .merge(mde::router())
             .nest("/opsramp", opsramp::router())
             .fallback(not_found)
@@ -524,6 +561,21 @@ impl Sim {
             "set_email_remediate_status: 202 or 204, not {status}"
         );
         lock(&self.inner.directory).remediate_status = status;
+    }
+
+    /// Per-tenant advanced hunting quota: calls per clock-minute and per clock-hour (defaults
+    /// 45 and 1,500, the published Defender hunting limits). Counts already made in the
+    /// current windows are kept; the new limits apply from the next call.
+    pub fn set_hunting_quota(&self, per_minute: u32, per_hour: u32) {
+        let mut h = lock(&self.inner.hunting);
+        h.per_minute = per_minute;
+        h.per_hour = per_hour;
+    }
+
+    /// Every `security/runHuntingQuery` call with a valid Graph token, in order (see
+    /// [`SimHuntingCall`]).
+    pub fn hunting_queries(&self) -> Vec<SimHuntingCall> {
+        lock(&self.inner.hunting).calls.clone()
     }
 
     pub fn stats(&self) -> SimStats {

@@ -13,6 +13,10 @@
 //! | `DECISION#<id>` | the alert's current decision |
 //! | `INC#<key>` | an incident's ticket (intent until `ticket_id` is set) |
 //! | `APPLY#<key>#<id>#<lastUpdate>` | an alert version's effect on the ticket |
+//! | `ONCE#<key>` | a once-only side effect's marker (`ttl`) |
+//! | `ACTION#<key>` | a first-response action record (`ttl`) |
+//! | `DOC#<kind>#<key>` | a tenant document, gzip-compressed (`kind`, `key` kept for exact matching; `ttl`) |
+//! | `BUDGET#<window>` | units `n` taken of a counted budget (`ttl` = the window's expiry) |
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -23,9 +27,9 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 
 use super::ts;
 use crate::domain::alert::{Alert, Product};
@@ -118,6 +122,17 @@ fn fnv(data: &[u8]) -> String {
         h = h.wrapping_mul(0x100000001b3);
     }
     format!("{h:016x}{:08x}", data.len())
+}
+
+/// `YYYY-MM` of every month from `from`'s through `to`'s (the month index's partitions).
+fn months(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut y, mut m) = (from.year(), from.month());
+    while (y, m) <= (to.year(), to.month()) {
+        out.push(format!("{y:04}-{m:02}"));
+        (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    }
+    out
 }
 
 impl DynamoStore {
@@ -275,6 +290,87 @@ impl DynamoStore {
             .await
             .map_err(|e| anyhow!("S3 body {key}: {e}"))?;
         gunzip(&bytes.into_bytes())
+    }
+
+    /// Keys (pk, sk) of the tenant's alert versions with `last_update >= since` in one month
+    /// of the month index, every page. The index holds keys only.
+    async fn month_keys(
+        &self,
+        tenant: &str,
+        month: &str,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let r = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .index_name("month-index")
+                // gsi1sk is `<lastUpdate>#<id>` with fixed-width times, so text order is time
+                // order and a bare time sorts before every version at that time.
+                .key_condition_expression("gsi1pk = :m AND gsi1sk >= :since")
+                .expression_attribute_values(":m", s(format!("T#{tenant}#{month}")))
+                .expression_attribute_values(":since", s(ts(since)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk("Query month-index", e))?;
+            out.extend(r.items.unwrap_or_default());
+            match r.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Whole items by key: BatchGetItem in chunks of 100, retrying what DynamoDB leaves
+    /// unprocessed (16 MB per response, throttling). Missing items (expired) are skipped.
+    async fn get_many(&self, keys: Vec<Item>) -> anyhow::Result<Vec<Item>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()?,
+            );
+            let mut backoff = std::time::Duration::from_millis(50);
+            while let Some(req) = pending.take() {
+                let r = self
+                    .db
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("BatchGetItem", e))?;
+                let got = r
+                    .responses
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                let progressed = !got.is_empty();
+                out.extend(got);
+                pending = r
+                    .unprocessed_keys
+                    .and_then(|mut m| m.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+                if pending.is_some() && !progressed {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn doc_body(item: &Item) -> anyhow::Result<String> {
+    match item.get("body") {
+        Some(AttributeValue::B(b)) => {
+            String::from_utf8(gunzip(b.as_ref())?).context("stored document is not UTF-8")
+        }
+        _ => Err(anyhow!("document item lacks its body")),
     }
 }
 
@@ -812,6 +908,133 @@ impl Store for DynamoStore {
             .await
             .map_err(|e| sdk("PutItem action", e))?;
         Ok(())
+    }
+
+    async fn put_doc(&self, tenant: &str, kind: &str, key: &str, body: &str) -> anyhow::Result<()> {
+        let z = gzip(body.as_bytes())?;
+        if z.len() > INLINE_BODY_MAX {
+            return Err(anyhow!(
+                "document {kind}/{key} of {tenant} is {} bytes compressed, too large for an item",
+                z.len()
+            ));
+        }
+        self.db
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", pk(tenant))
+            .item("sk", s(format!("DOC#{kind}#{key}")))
+            .item("kind", s(kind))
+            .item("key", s(key))
+            .item("body", AttributeValue::B(Blob::new(z)))
+            .item("ttl", self.ttl())
+            .send()
+            .await
+            .map_err(|e| sdk("PutItem doc", e))?;
+        Ok(())
+    }
+
+    async fn get_doc(&self, tenant: &str, kind: &str, key: &str) -> anyhow::Result<Option<String>> {
+        match self.get(pk(tenant), &format!("DOC#{kind}#{key}")).await? {
+            Some(i) => Ok(Some(doc_body(&i)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_docs(&self, tenant: &str, kind: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        // The prefix also matches kinds that extend this one past a `#`; the stored kind
+        // tells them apart.
+        for i in self
+            .query_prefix(tenant, &format!("DOC#{kind}#"))
+            .await?
+            .iter()
+            .filter(|i| opt_s(i, "kind") == Some(kind))
+        {
+            out.push((get_s(i, "key")?.to_string(), doc_body(i)?));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn take_budget(
+        &self,
+        tenant: &str,
+        window: &str,
+        limit: u32,
+        expires: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        if limit == 0 {
+            // The condition below would let a first take through.
+            return Ok(false);
+        }
+        let r = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(tenant))
+            .key("sk", s(format!("BUDGET#{window}")))
+            .update_expression("ADD #n :one SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(#n) OR #n < :limit")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
+            .expression_attribute_values(":ttl", AttributeValue::N(expires.timestamp().to_string()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional::<UpdateItemError>(&e) => Ok(false),
+            Err(e) => Err(sdk("UpdateItem budget", e)),
+        }
+    }
+
+    async fn recent_alerts(
+        &self,
+        tenant: &str,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<(Product, Alert)>> {
+        // A day past now: a version stamped by a clock slightly ahead of ours may already be
+        // filed under next month.
+        let until = std::cmp::max(Utc::now() + Duration::days(1), since);
+        let mut newest: HashMap<String, (String, Item)> = HashMap::new();
+        for month in months(since, until) {
+            for k in self.month_keys(tenant, &month, since).await? {
+                if k.get("pk") != Some(&pk(tenant)) {
+                    continue;
+                }
+                let Some((at, id)) = opt_s(&k, "gsi1sk").and_then(|v| v.split_once('#')) else {
+                    continue;
+                };
+                let (at, id) = (at.to_string(), id.to_string());
+                if newest.get(&id).is_none_or(|(cur, _)| at > *cur) {
+                    let key: Item = [("pk", k.get("pk")), ("sk", k.get("sk"))]
+                        .into_iter()
+                        .filter_map(|(n, v)| v.map(|v| (n.to_string(), v.clone())))
+                        .collect();
+                    newest.insert(id, (at, key));
+                }
+            }
+        }
+        let items = self
+            .get_many(newest.into_values().map(|(_, k)| k).collect())
+            .await?;
+        let mut out = Vec::with_capacity(items.len());
+        for i in &items {
+            let id = get_s(i, "alert_id")?;
+            let p = get_s(i, "product")?;
+            let product =
+                Product::parse(p).ok_or_else(|| anyhow!("stored alert {id}: product {p:?}"))?;
+            let v: serde_json::Value = serde_json::from_slice(&self.body_of(i).await?)?;
+            let alert = Alert::from_value(v).map_err(|e| anyhow!("stored alert {id}: {e}"))?;
+            out.push((product, alert));
+        }
+        out.sort_by(|(_, a), (_, b)| {
+            b.last_update
+                .cmp(&a.last_update)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(out)
     }
 
     async fn list_actions(&self, tenant: &str) -> anyhow::Result<Vec<ActionRecord>> {

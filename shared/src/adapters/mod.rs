@@ -13,6 +13,7 @@ pub mod aws;
 pub mod dynamodb;
 pub mod graph;
 pub mod http;
+pub mod hunting;
 pub mod identity;
 pub mod mde;
 pub mod mdo;

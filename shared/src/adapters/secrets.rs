@@ -192,6 +192,7 @@ struct TenantResponders {
     mde: super::mde::MdeClient,
     identity: super::identity::IdentityClient,
     mdo: super::mdo::MdoClient,
+    hunting: super::hunting::HuntingClient,
 }
 
 impl SecretResponders {
@@ -226,6 +227,15 @@ impl SecretResponders {
                 &self.graph_beta_base,
                 &self.identity.authority_host,
                 &self.identity.http,
+                vec![cred.clone()],
+            )?,
+            hunting: super::hunting::HuntingClient::new(
+                super::hunting::HuntingConfig {
+                    graph_base: self.identity.graph_base.clone(),
+                    authority_host: self.identity.authority_host.clone(),
+                    http: self.identity.http.clone(),
+                    ..Default::default()
+                },
                 vec![cred],
             )?,
         });
@@ -320,5 +330,21 @@ impl super::mdo::EmailRemediation for SecretResponders {
             .mdo
             .soft_delete(tenant, title, messages)
             .await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::hunting::Hunting for SecretResponders {
+    async fn run(
+        &self,
+        tenant: &str,
+        query: &str,
+        timespan: &str,
+    ) -> Result<super::hunting::HuntingResult, super::hunting::HuntingError> {
+        let c = self
+            .for_tenant(tenant)
+            .await
+            .map_err(|e| super::hunting::HuntingError::Failed(format!("{e:#}")))?;
+        c.hunting.run(tenant, query, timespan).await
     }
 }

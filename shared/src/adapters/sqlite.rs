@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS once_marks (
   tenant TEXT NOT NULL, key TEXT NOT NULL, done INTEGER NOT NULL, PRIMARY KEY (tenant, key));
 CREATE TABLE IF NOT EXISTS actions (
   tenant TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, key));
+CREATE INDEX IF NOT EXISTS alert_versions_recent ON alert_versions (tenant, last_update);
+CREATE TABLE IF NOT EXISTS docs (
+  tenant TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL,
+  PRIMARY KEY (tenant, kind, key));
+CREATE TABLE IF NOT EXISTS budgets (
+  tenant TEXT NOT NULL, "window" TEXT NOT NULL, n INTEGER NOT NULL, expires TEXT NOT NULL,
+  PRIMARY KEY (tenant, "window"));
+CREATE INDEX IF NOT EXISTS budgets_expires ON budgets (expires);
 CREATE TABLE IF NOT EXISTS queue (
   id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL,
   visible_at INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, handle TEXT,
@@ -608,6 +616,96 @@ impl Store for SqliteStore {
             )
             .map(|_| ())
         })
+    }
+
+    async fn put_doc(&self, tenant: &str, kind: &str, key: &str, body: &str) -> anyhow::Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO docs (tenant, kind, key, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(tenant, kind, key) DO UPDATE SET body = excluded.body",
+                params![tenant, kind, key, body],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn get_doc(&self, tenant: &str, kind: &str, key: &str) -> anyhow::Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT body FROM docs WHERE tenant = ?1 AND kind = ?2 AND key = ?3",
+                params![tenant, kind, key],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    async fn list_docs(&self, tenant: &str, kind: &str) -> anyhow::Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT key, body FROM docs WHERE tenant = ?1 AND kind = ?2 ORDER BY key",
+            )?;
+            let rows = st.query_map(params![tenant, kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    async fn take_budget(
+        &self,
+        tenant: &str,
+        window: &str,
+        limit: u32,
+        expires: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        if limit == 0 {
+            return Ok(false);
+        }
+        // Expiry follows the store's clock: callers name windows and set `expires` by the
+        // same (possibly simulated) time, so the wall clock could drop a live window.
+        let now = ts(self.clock.now());
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM budgets WHERE expires < ?1", [&now])?;
+            // One statement decides and counts, so two processes sharing the file cannot both
+            // take the last unit.
+            let n = tx.execute(
+                r#"INSERT INTO budgets (tenant, "window", n, expires) VALUES (?1, ?2, 1, ?4)
+                   ON CONFLICT(tenant, "window") DO UPDATE SET n = n + 1, expires = excluded.expires
+                   WHERE budgets.n < ?3"#,
+                params![tenant, window, i64::from(limit), ts(expires)],
+            )?;
+            tx.commit()?;
+            Ok(n == 1)
+        })
+    }
+
+    async fn recent_alerts(
+        &self,
+        tenant: &str,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<(Product, Alert)>> {
+        let rows: Vec<(String, String, String)> = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT a.alert_id, a.product, a.body FROM alert_versions a
+                 WHERE a.tenant = ?1 AND a.last_update >= ?2
+                   AND a.last_update = (SELECT MAX(b.last_update) FROM alert_versions b
+                                        WHERE b.tenant = a.tenant AND b.alert_id = a.alert_id)
+                 ORDER BY a.last_update DESC, a.alert_id",
+            )?;
+            let rows = st.query_map(params![tenant, ts(since)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(id, p, body)| {
+                let product = Product::parse(&p)
+                    .ok_or_else(|| anyhow!("stored alert {id}: product {p:?}"))?;
+                let v: serde_json::Value = serde_json::from_str(&body)?;
+                let alert = Alert::from_value(v).map_err(|e| anyhow!("stored alert {id}: {e}"))?;
+                Ok((product, alert))
+            })
+            .collect()
     }
 
     async fn list_actions(&self, tenant: &str) -> anyhow::Result<Vec<ActionRecord>> {

@@ -24,11 +24,14 @@ pub struct QueueUrls {
     pub respond: Option<String>,
     /// The delayed action-check queue.
     pub check: Option<String>,
+    /// The investigation queue (absent where investigation is not deployed).
+    pub investigate: Option<String>,
     /// Dead-letter queue URLs, for depth reporting and redrive.
     pub classify_dlq: Option<String>,
     pub ticket_dlq: Option<String>,
     pub respond_dlq: Option<String>,
     pub check_dlq: Option<String>,
+    pub investigate_dlq: Option<String>,
 }
 
 pub struct SqsQueue {
@@ -58,6 +61,7 @@ impl SqsQueue {
             // An empty URL makes SQS refuse the call with a clear error.
             QueueName::Respond => self.urls.respond.as_deref().unwrap_or(""),
             QueueName::Check => self.urls.check.as_deref().unwrap_or(""),
+            QueueName::Investigate => self.urls.investigate.as_deref().unwrap_or(""),
         }
     }
 
@@ -67,6 +71,7 @@ impl SqsQueue {
             QueueName::Ticket => self.urls.ticket_dlq.as_deref(),
             QueueName::Respond => self.urls.respond_dlq.as_deref(),
             QueueName::Check => self.urls.check_dlq.as_deref(),
+            QueueName::Investigate => self.urls.investigate_dlq.as_deref(),
         }
     }
 
@@ -132,6 +137,9 @@ impl SqsQueue {
         let (k, kd) = urls
             .remove("check")
             .ok_or_else(|| anyhow!("check queue missing"))?;
+        let (i, id) = urls
+            .remove("investigate")
+            .ok_or_else(|| anyhow!("investigate queue missing"))?;
         Ok(QueueUrls {
             classify: c,
             ticket: t,
@@ -141,6 +149,8 @@ impl SqsQueue {
             ticket_dlq: Some(td),
             respond_dlq: Some(rd),
             check_dlq: Some(kd),
+            investigate: Some(i),
+            investigate_dlq: Some(id),
         })
     }
 
@@ -392,6 +402,7 @@ impl Queue for SqsQueue {
     async fn depth(&self, q: QueueName) -> anyhow::Result<(u64, u64)> {
         if (q == QueueName::Respond && self.urls.respond.is_none())
             || (q == QueueName::Check && self.urls.check.is_none())
+            || (q == QueueName::Investigate && self.urls.investigate.is_none())
         {
             return Ok((0, 0));
         }

@@ -4,6 +4,8 @@ pub mod calendar;
 pub mod classify;
 pub mod incident;
 pub mod inquiry;
+pub mod investigation;
+pub mod kql;
 pub mod response;
 pub mod severity;
 pub mod tenant;

@@ -10,6 +10,7 @@ use crate::ports::{AlertSource, Clock, Queue, Store, Tickets};
 pub mod classify;
 pub mod fetch;
 pub mod inquiries;
+pub mod investigate;
 pub mod respond;
 pub mod ticket;
 
@@ -51,4 +52,6 @@ pub struct Deps {
     /// First response (MDE, Identity Protection); `None` where it is not set up, and then
     /// no action is ever planned.
     pub respond: Option<Arc<respond::ResponseDeps>>,
+    /// Investigation reports (hunting, user lookup); `None` where not set up.
+    pub investigate: Option<Arc<investigate::InvestigateDeps>>,
 }

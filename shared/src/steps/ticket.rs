@@ -84,6 +84,16 @@ pub async fn run(deps: &Deps, msg: &AlertRef) -> anyhow::Result<TicketOutcome> {
             )
             .await?;
     }
+    // The investigation report goes on the ticket too; each alert of an incident gets one
+    // (later versions of the same alert are skipped by the step itself).
+    if deps.investigate.is_some() {
+        deps.queue
+            .send_batch(
+                crate::messages::QueueName::Investigate,
+                std::slice::from_ref(msg),
+            )
+            .await?;
+    }
     Ok(TicketOutcome {
         ticket_id,
         incident_key: key,
