@@ -4,7 +4,9 @@
 # re-verifies (a few seconds). Fails loudly, naming what to install, if anything is missing or an
 # install fails — it never skips a tool silently.
 #
-#   scripts/dev-tools.sh                  moto[server], cfn-lint, cargo-lambda (+ ziglang) into .venv/
+#   scripts/dev-tools.sh                  moto[server], cfn-lint, cargo-lambda (+ ziglang) and
+#                                         websocket-client into .venv/, and Debian's chromium and
+#                                         fonts-noto-cjk (apt-get, as root) for scripts/render_check.py
 #   scripts/dev-tools.sh --with-checkov   also checkov, in its own venv .venv/checkov/ (its pins of
 #                                         boto3/botocore would downgrade moto's), linked as .venv/bin/checkov
 #   scripts/dev-tools.sh --with-arm64     also `rustup target add aarch64-unknown-linux-gnu`, which
@@ -21,7 +23,11 @@ CFN_LINT_VERSION="1.58.0"     # cfn-lint: CloudFormation/SAM linter
 CARGO_LAMBDA_VERSION="1.9.2"  # cargo-lambda: the PyPI wheel ships the binary; it requires ziglang>=0.10
 ZIGLANG_VERSION="0.17.1"      # ziglang: zig as a wheel, the cross-linker cargo-lambda build uses
 CHECKOV_VERSION="3.3.30"      # checkov (optional, --with-checkov)
-PINS="moto[server]==${MOTO_VERSION} cfn-lint==${CFN_LINT_VERSION} cargo-lambda==${CARGO_LAMBDA_VERSION} ziglang==${ZIGLANG_VERSION}"
+WEBSOCKET_CLIENT_VERSION="1.9.2"  # websocket-client: scripts/render_check.py speaks the Chrome DevTools Protocol with it
+PINS="moto[server]==${MOTO_VERSION} cfn-lint==${CFN_LINT_VERSION} cargo-lambda==${CARGO_LAMBDA_VERSION} ziglang==${ZIGLANG_VERSION} websocket-client==${WEBSOCKET_CLIENT_VERSION}"
+# Debian packages for the report render check (scripts/render_check.py runs /usr/bin/chromium
+# headless; fonts-noto-cjk gives it Japanese glyphs). Debian's own versions, not pinned here.
+APT_PACKAGES="chromium fonts-noto-cjk"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MSS_VENV:-$ROOT/.venv}"
@@ -31,7 +37,7 @@ for arg in "$@"; do
   case "$arg" in
     --with-checkov) WITH_CHECKOV=1 ;;
     --with-arm64) WITH_ARM64=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "dev-tools: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -50,6 +56,28 @@ python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' \
   || die "python3 is $(python3 -V 2>&1); these pins need >= 3.9 (3.11 is what they were checked with)."
 python3 -c 'import venv, ensurepip' 2>/dev/null \
   || die "python3 has no working venv/ensurepip module. Install it (Debian: apt-get install python3-venv)."
+
+# ---- Debian packages (report render check) ----------------------------------------------------
+command -v dpkg >/dev/null 2>&1 \
+  || die "dpkg not found: this needs Debian (or Ubuntu) for: $APT_PACKAGES (scripts/render_check.py runs /usr/bin/chromium)."
+missing_debs=""
+for pkg in $APT_PACKAGES; do
+  dpkg -s "$pkg" 2>/dev/null | grep -qx 'Status: install ok installed' || missing_debs="$missing_debs $pkg"
+done
+if [ -n "$missing_debs" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing Debian packages:$missing_debs (apt-get, --no-install-recommends)"
+    apt_start=$(date +%s)
+    # shellcheck disable=SC2086
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing_debs; } \
+      || die "apt-get install failed for:$missing_debs (needs Debian's package archive; rerun to retry)."
+    say "Debian packages installed in $(( $(date +%s) - apt_start ))s"
+  else
+    die "missing Debian packages:$missing_debs (the report render check needs them).
+  Install them as root: apt-get update && apt-get install -y --no-install-recommends$missing_debs
+  (or rerun this script as root, which does that)."
+  fi
+fi
 
 # ---- the venv ----------------------------------------------------------------------------------
 if [ -e "$VENV" ] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
@@ -127,6 +155,10 @@ verify moto_server "$VENV/bin/moto_server" --help
 verify moto "$VENV/bin/python" -c 'import moto, boto3; print("moto", moto.__version__, "boto3", boto3.__version__)'
 verify cargo-lambda "$VENV/bin/cargo-lambda" lambda --version
 verify zig "$VENV/bin/zig" version
+verify websocket "$VENV/bin/python" -c 'import websocket; print("websocket-client", websocket.__version__)'
+# (the Debian wrapper /usr/bin/chromium prints a harmless shell warning on stderr: dropped here)
+verify chromium sh -c '/usr/bin/chromium --version 2>/dev/null'
+verify noto-cjk sh -c 'fc-list ":lang=ja" family | grep -m1 -x "Noto Sans CJK JP" || { echo "fontconfig has no Noto Sans CJK JP"; exit 1; }'
 if command -v cargo >/dev/null 2>&1; then
   verify "cargo lambda" env PATH="$VENV/bin:$PATH" cargo lambda --version
 else

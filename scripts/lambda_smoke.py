@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the three Lambda functions with `cargo lambda build` and runs each real binary
+"""Builds the Lambda functions with `cargo lambda build` and runs each real binary
 behind cargo-lambda's Lambda runtime API emulator (`cargo lambda watch --only-lambda-apis`),
 invoked with `cargo lambda invoke`, against moto (DynamoDB, SQS, S3, Secrets Manager) and the
 project's HTTPS simulator (`mss sim serve`). Exits non-zero, saying what failed, on any
@@ -22,8 +22,10 @@ import boto3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENDPOINT = os.environ.get("MSS_TEST_AWS_ENDPOINT") or sys.exit("lambda_smoke: MSS_TEST_AWS_ENDPOINT is not set (run scripts/test.sh)")
-MSS = os.path.join(ROOT, "target", "debug", "mss")
-FUNCTIONS = ["fetch-alerts", "classify", "create-ticket", "investigate"]
+# cargo's own rule: CARGO_TARGET_DIR when set, else target/ in the workspace.
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+MSS = os.path.join(TARGET, "debug", "mss")
+FUNCTIONS = ["fetch-alerts", "classify", "create-ticket", "investigate", "monthly-report"]
 AZ = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 
 
@@ -69,7 +71,7 @@ def main():
     print("cargo lambda build (x86_64, the machine's own architecture, so the binaries can run here)")
     t0 = time.time()
     run(["cargo", "lambda", "build", "--x86-64"] + sum([["--bin", f] for f in FUNCTIONS], []))
-    bins = {f: os.path.join(ROOT, "target", "lambda", f, "bootstrap") for f in FUNCTIONS}
+    bins = {f: os.path.join(TARGET, "lambda", f, "bootstrap") for f in FUNCTIONS}
     for f, b in bins.items():
         if not os.path.exists(b):
             fail(f"cargo lambda build made no {b}")
@@ -89,7 +91,7 @@ def main():
     with open(os.path.join(work, "scenario.json"), "w") as f:
         json.dump(scenario, f)
     with open(os.path.join(work, "tenant.toml"), "w") as f:
-        f.write('id = "kaede-shoji"\nname = "楓商事株式会社"\nazure_tenant_id = "%s"\nproducts = ["mdi"]\n[mdi]\n' % AZ)
+        f.write('id = "kaede-shoji"\nname = "楓商事株式会社"\nazure_tenant_id = "%s"\nproducts = ["mdi"]\n[contacts]\nto = ["soc@kaede.example"]\n[mdi]\n' % AZ)
 
     procs = []
     try:
@@ -199,6 +201,26 @@ def main():
         if not str(out.get("ticket_id", "")).startswith("INC") or out.get("actions") != ["already_applied"]:
             fail(f"manual create-ticket rerun: {out}")
         print(f"  manual rerun: ticket {out['ticket_id']}, {out['actions']}")
+
+        # The monthly report of this month so far: a manual draft into S3 (SSE-S3), then the
+        # operator's send (one OpsRamp service request), then a second send that does nothing.
+        month = (now + dt.timedelta(hours=9)).strftime("%Y-%m")
+        out, logs = invoke("monthly-report", {"tenant": "kaede-shoji", "month": month})
+        if out.get("action") != "drafted":
+            fail(f"monthly-report draft: {out}\n{logs[-2000:]}")
+        s3 = boto3.client("s3", endpoint_url=ENDPOINT, region_name="ap-northeast-1")
+        key = f"reports/kaede-shoji/{month}/report.html"
+        head = s3.head_object(Bucket=prov["bucket"], Key=key)
+        if head.get("ServerSideEncryption") != "AES256" or not head.get("ContentType", "").startswith("text/html"):
+            fail(f"monthly-report: {key} has SSE {head.get('ServerSideEncryption')}, type {head.get('ContentType')}")
+        out, logs = invoke("monthly-report", {"send": {"tenant": "kaede-shoji", "month": month}})
+        if out.get("action") != "sent" or not str(out.get("service_request", "")).startswith("SRQ"):
+            fail(f"monthly-report send: {out}\n{logs[-2000:]}")
+        srq = out["service_request"]
+        out, _ = invoke("monthly-report", {"send": {"tenant": "kaede-shoji", "month": month, "resend": False}})
+        if out.get("action") != "already_sent" or out.get("service_request") != srq:
+            fail(f"monthly-report second send: expected already_sent on {srq}, got {out}")
+        print(f"  monthly-report: {month} drafted to s3://{prov['bucket']}/{key}, sent as {srq}, second send did nothing")
     finally:
         for p in procs:
             p.terminate()

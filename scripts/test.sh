@@ -46,12 +46,25 @@ step "Lambda functions: cargo lambda build, real binaries behind the runtime API
 .venv/bin/python scripts/lambda_smoke.py 2>&1 | tee target/lambda-smoke.txt
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "Lambda smoke test failed" >&2; exit 1; }
 
+step "monthly report rendered in headless Chromium (overflow, missing glyphs; screenshot and PDF under target/)"
+rm -rf target/report-demo target/report
+target/debug/mss demo --state target/report-demo --json > target/report-demo.json
+printf '今月は URL クリックの検知が増えました。\n定例会で対策をご説明します。\n' > target/report-comment.txt
+target/debug/mss report --state target/report-demo --tenant kaede-shoji --month 2026-11 \
+  --comment target/report-comment.txt --out target/report
+.venv/bin/python scripts/render_check.py target/report/report.html \
+  --png target/report-screenshot.png --json target/report-render.json 2>&1 | tee target/report-render.txt
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "report render check failed (see target/report-screenshot.png)" >&2; exit 1; }
+
 # One closing line in the plain format CI reads, summed over every test binary.
 python3 - <<'PY'
 import re
 passed = failed = ignored = 0
 # The Lambda smoke run counts as one more passed test.
 if "lambda smoke: ok" in open("target/lambda-smoke.txt", encoding="utf-8", errors="replace").read():
+    passed += 1
+# So does the report's render check.
+if "no missing glyphs" in open("target/report-render.txt", encoding="utf-8", errors="replace").read():
     passed += 1
 for line in open("target/test-output.txt", encoding="utf-8", errors="replace"):
     m = re.search(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", line)

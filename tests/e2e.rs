@@ -481,6 +481,14 @@ fn builtin_demo_runs_and_is_consistent() {
         "scans held overnight ran at 9:00"
     );
     assert_eq!(count("aoba-ginko", "scan", "timed_out"), 0);
+    // The monthly report the demo made, and the exact `mss report` interface on its state.
+    for t in tenants {
+        let p = t["monthly_report"]
+            .as_str()
+            .expect("demo names its monthly report");
+        assert!(std::path::Path::new(p).exists(), "{p}");
+    }
+    monthly_report_from_demo_state(dir.path(), &r);
     // The desk's inquiries: due dates on all; business-impact ones (due the same day)
     // got one reminder and one escalation each, as internal notes; general ones nothing yet.
     let sim: Value = serde_json::from_str(
@@ -782,12 +790,55 @@ fn aws_backend_gives_the_embedded_result() {
         serde_json::from_str::<Value>(&stdout(&o)).unwrap()
     };
     let cloud = run("cloud");
+    // The monthly reports: the same numbers from DynamoDB's month index as from SQLite.
+    for (c, e) in report_numbers(&cloud)
+        .into_iter()
+        .zip(report_numbers(&embedded))
+    {
+        assert_eq!(c, e, "monthly report numbers differ between the backends");
+    }
     assert_eq!(
-        cloud, embedded,
+        without_report_paths(cloud),
+        without_report_paths(embedded.clone()),
         "the cloud shape and the embedded default disagree"
     );
     // And a second run on the same state creates nothing new there either.
-    assert_eq!(run("cloud"), embedded);
+    assert_eq!(
+        without_report_paths(run("cloud")),
+        without_report_paths(embedded)
+    );
+}
+
+/// The demo JSON without the report files' paths (they name the state directory).
+fn without_report_paths(mut v: Value) -> Value {
+    for t in v["tenants"].as_array_mut().unwrap() {
+        t.as_object_mut().unwrap().remove("monthly_report");
+    }
+    v
+}
+
+/// The counted parts of each tenant's report.json (not when it was generated).
+fn report_numbers(demo: &Value) -> Vec<Value> {
+    demo["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let html = t["monthly_report"].as_str().unwrap();
+            let j: Value = serde_json::from_str(
+                &std::fs::read_to_string(Path::new(html).with_file_name("report.json")).unwrap(),
+            )
+            .unwrap();
+            serde_json::json!([
+                j["tenant"],
+                j["alerts"],
+                j["decisions"],
+                j["incidents"],
+                j["actions"],
+                j["top_titles"]
+            ])
+        })
+        .collect()
 }
 
 /// First response through the demo: isolate + full scan per device under the tenant's
@@ -1198,4 +1249,171 @@ fn dlq_list_and_redrive() {
     let o = mss(&["dlq", "redrive", "--queue", "classify", "--state", &st]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+}
+
+fn monthly_report_from_demo_state(state: &Path, demo: &Value) {
+    let st = state.to_str().unwrap();
+    let out = state.join("report-out");
+    let comment = state.join("comment.txt");
+    std::fs::write(
+        &comment,
+        "今月は <b>フィッシング</b> が増えました。\n次回の定例会で詳しくご説明します。",
+    )
+    .unwrap();
+    let o = mss(&[
+        "report",
+        "--state",
+        st,
+        "--tenant",
+        "kaede-shoji",
+        "--month",
+        "2026-11",
+        "--comment",
+        comment.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(j["tenant"], "kaede-shoji");
+    assert_eq!(j["month"], "2026-11");
+    assert_eq!(
+        j["due_date"], "2026-12-14",
+        "10th business day of December 2026"
+    );
+    let total = j["alerts"]["total"].as_u64().unwrap();
+    let by_product = j["alerts"]["by_product"].as_object().unwrap();
+    for p in ["mde", "mdo", "mda", "mdi", "idp"] {
+        assert!(by_product[p].is_u64(), "{p} missing: {j}");
+    }
+    assert_eq!(
+        by_product
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>(),
+        total
+    );
+    let sev: u64 = j["alerts"]["by_severity"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(sev, total);
+    let dec = &j["decisions"];
+    let decided: u64 = ["incident", "monitored", "out_of_scope"]
+        .iter()
+        .map(|k| dec[k].as_u64().unwrap())
+        .sum();
+    assert!(decided <= total && total > 0, "{j}");
+    // Every alert of the demo was created in November (JST), one of them claiming another
+    // customer's Azure tenant: that one is not this customer's report.
+    let fetched = tenant(demo, "kaede-shoji")["alerts"].as_u64().unwrap();
+    assert_eq!(total, fetched - 1, "{j}");
+    let inc = &j["incidents"];
+    assert_eq!(
+        inc["opened"].as_u64().unwrap(),
+        inc["resolved"].as_u64().unwrap() + inc["open"].as_u64().unwrap()
+    );
+    assert_eq!(
+        inc["opened"].as_u64().unwrap(),
+        tenant(demo, "kaede-shoji")["tickets"]
+            .as_array()
+            .unwrap()
+            .len() as u64
+    );
+    assert!(
+        j["actions"]["isolate"]["succeeded"].as_u64().unwrap() >= 1,
+        "{j}"
+    );
+
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for h in [
+        "総評",
+        "検知アラート数",
+        "インシデントの発生状況",
+        "各種ログのグラフ化",
+        "ご提案",
+    ] {
+        assert!(html.contains(h), "{h} missing");
+    }
+    assert!(html.matches("<svg").count() >= 7, "charts inline");
+    // Offline and inert: no script, no external resource; hostile titles and the comment
+    // arrive as text.
+    let lower = html.to_lowercase();
+    assert!(!lower.contains("<script"), "a script tag in the report");
+    assert!(!lower.contains("src=") && !lower.contains("href=") && !lower.contains("@import"));
+    assert!(
+        html.contains("&lt;script&gt;alert("),
+        "the demo's hostile title, escaped"
+    );
+    assert!(
+        html.contains("今月は &lt;b&gt;フィッシング&lt;/b&gt; が増えました。"),
+        "comment merged, escaped"
+    );
+
+    // Bad input: exit 2 with what is wrong, nothing written.
+    let bad_out = state.join("bad-out");
+    for (args, want) in [
+        (
+            vec![
+                "report",
+                "--state",
+                st,
+                "--tenant",
+                "kaede-shoji",
+                "--month",
+                "2026-11",
+            ],
+            "--out",
+        ),
+        (
+            vec![
+                "report",
+                "--state",
+                st,
+                "--tenant",
+                "kaede-shoji",
+                "--month",
+                "2026-13",
+                "--out",
+                bad_out.to_str().unwrap(),
+            ],
+            "--month",
+        ),
+        (
+            vec![
+                "report",
+                "--state",
+                st,
+                "--tenant",
+                "nobody",
+                "--month",
+                "2026-11",
+                "--out",
+                bad_out.to_str().unwrap(),
+            ],
+            "nobody",
+        ),
+        (
+            vec![
+                "report",
+                "--state",
+                "/nonexistent",
+                "--tenant",
+                "kaede-shoji",
+                "--month",
+                "2026-11",
+                "--out",
+                bad_out.to_str().unwrap(),
+            ],
+            "no state",
+        ),
+    ] {
+        let o = mss(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    assert!(!bad_out.exists());
 }

@@ -52,6 +52,9 @@ pub struct TenantReport {
     pub tickets: Vec<TicketReport>,
     /// First-response actions, one per intent (not per API call).
     pub actions: Vec<ActionReport>,
+    /// The scenario month's advisory report (report.html; report.json beside it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monthly_report: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -321,7 +324,26 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         runner::drain(&deps).await?;
     }
 
-    let report = build_report(&tenants, store.as_ref(), &sim.tickets()).await?;
+    let mut report = build_report(&tenants, store.as_ref(), &sim.tickets()).await?;
+    // The scenario month's advisory report per tenant, as the service would make it on the 1st.
+    let month = shared::domain::monthly::Month::of(opts.scenario.start);
+    for tr in report.tenants.iter_mut() {
+        let r = steps::monthly::build(
+            store.as_ref(),
+            opts.scenario.end,
+            &calendar,
+            &tr.id,
+            month,
+            None,
+        )
+        .await?;
+        let dir = state_dir
+            .join("reports")
+            .join(&tr.id)
+            .join(month.to_string());
+        let (html, _) = crate::write_report(&dir, &r)?;
+        tr.monthly_report = Some(html.display().to_string());
+    }
     let mut dead = 0;
     for q in QueueName::ALL {
         dead += queue.depth(q).await?.1;
@@ -482,6 +504,7 @@ pub async fn build_report(
             decisions,
             tickets,
             actions,
+            monthly_report: None,
         });
     }
     Ok(DemoReport { tenants: out })
@@ -588,6 +611,13 @@ async fn print_summary(
         }
         if lines.len() > 30 {
             println!("  | …（ほか {} 行）", lines.len() - 30);
+        }
+    }
+    println!();
+    println!("monthly advisory reports (report.html; report.json beside it):");
+    for tr in &r.tenants {
+        if let Some(p) = &tr.monthly_report {
+            println!("  {:<14} {p}", tr.id);
         }
     }
     println!();

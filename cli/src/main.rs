@@ -14,6 +14,7 @@ use shared::domain::calendar::{self, Calendar, InquiryKind};
 use shared::domain::classify::classify;
 use shared::domain::tenant::Tenant;
 
+mod bench;
 mod demo;
 mod scenario;
 mod simserve;
@@ -109,10 +110,15 @@ enum Cmd {
         #[arg(long)]
         received: String,
     },
-    /// Monthly report.
+    /// Monthly advisory report: `mss report --state DIR --tenant T --month YYYY-MM
+    /// [--comment FILE] --out OUT` writes OUT/report.html and OUT/report.json; `mss report due`
+    /// prints a month's due date.
+    #[command(args_conflicts_with_subcommands = true)]
     Report {
         #[command(subcommand)]
-        cmd: ReportCmd,
+        cmd: Option<ReportCmd>,
+        #[command(flatten)]
+        make: ReportArgs,
     },
     /// The simulated Microsoft 365 tenant and OpsRamp.
     Sim {
@@ -125,6 +131,11 @@ enum Cmd {
         cmd: RespondCmd,
     },
     /// Dead-letter queues: see what failed, and put it back.
+    /// Benchmarks whose numbers go to BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
     Dlq {
         #[command(subcommand)]
         cmd: DlqCmd,
@@ -318,6 +329,42 @@ enum CalendarCmd {
 }
 
 #[derive(Subcommand)]
+enum BenchCmd {
+    /// Aggregate one tenant-month of synthetic alerts; prints one JSON line.
+    Monthly {
+        #[arg(long, default_value_t = 1_000_000)]
+        alerts: u64,
+        #[arg(long, default_value = "2026-11")]
+        month: String,
+        /// Write the alerts to an embedded store here first and time the real report
+        /// step over it (the store's scan, not only the aggregation).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// With --store: use the alerts already loaded there (same --alerts and --month).
+        #[arg(long, requires = "store")]
+        reuse: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Embedded state directory (e.g. the one `mss demo --state DIR` left).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    #[arg(long)]
+    tenant: Option<String>,
+    /// YYYY-MM (a JST calendar month).
+    #[arg(long)]
+    month: Option<String>,
+    /// The analyst's comment (UTF-8 text), shown under 総評.
+    #[arg(long)]
+    comment: Option<PathBuf>,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
 enum ReportCmd {
     /// The due date of month YYYY-MM's report (10th business day of the next month).
     Due {
@@ -500,8 +547,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Report { cmd: None, make } => report_cmd(make, &cal),
         Cmd::Report {
-            cmd: ReportCmd::Due { month },
+            cmd: Some(ReportCmd::Due { month }),
+            ..
         } => {
             let Some((y, m)) = month
                 .split_once('-')
@@ -518,6 +567,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Cloud { cmd } => cloud_cmd(cmd),
         Cmd::Dlq { cmd } => dlq_cmd(cmd),
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Monthly {
+                    alerts,
+                    month,
+                    store,
+                    reuse,
+                },
+        } => {
+            let month = match shared::domain::monthly::Month::parse(&month) {
+                Ok(m) => m,
+                Err(e) => return usage(format!("--month: {e}")),
+            };
+            let out = match store {
+                None => bench::stream(alerts, month)?,
+                Some(dir) => runtime()?.block_on(bench::store(alerts, month, &dir, reuse))?,
+            };
+            println!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Respond { cmd } => respond_cmd(cmd),
         Cmd::Sim {
             cmd:
@@ -622,6 +691,89 @@ fn cloud_cmd(cmd: CloudCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn report_cmd(a: ReportArgs, cal: &Calendar) -> anyhow::Result<ExitCode> {
+    let missing: Vec<&str> = [
+        ("--state", a.state.is_none()),
+        ("--tenant", a.tenant.is_none()),
+        ("--month", a.month.is_none()),
+        ("--out", a.out.is_none()),
+    ]
+    .into_iter()
+    .filter(|(_, m)| *m)
+    .map(|(n, _)| n)
+    .collect();
+    if !missing.is_empty() {
+        return usage(format!(
+            "mss report needs {} (mss report --state DIR --tenant T --month YYYY-MM [--comment FILE] --out OUT)",
+            missing.join(", ")
+        ));
+    }
+    let (state, tenant, month, out) = (
+        a.state.unwrap_or_default(),
+        a.tenant.unwrap_or_default(),
+        a.month.unwrap_or_default(),
+        a.out.unwrap_or_default(),
+    );
+    let month = match shared::domain::monthly::Month::parse(&month) {
+        Ok(m) => m,
+        Err(e) => return usage(format!("--month: {e}")),
+    };
+    let db = state.join("mss.sqlite");
+    if !db.exists() {
+        return usage(format!(
+            "{}: no state here (expected mss.sqlite)",
+            state.display()
+        ));
+    }
+    let comment = match &a.comment {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading the comment file {}", f.display()))?,
+        ),
+        None => None,
+    };
+    let store = shared::adapters::sqlite::SqliteStore::open(&db)?;
+    let rt = runtime()?;
+    if rt
+        .block_on(shared::ports::Store::get_tenant(&store, &tenant))?
+        .is_none()
+    {
+        return usage(format!("tenant {tenant:?} is not in {}", state.display()));
+    }
+    let r = rt.block_on(shared::steps::monthly::build(
+        &store,
+        chrono::Utc::now(),
+        cal,
+        &tenant,
+        month,
+        comment.as_deref(),
+    ))?;
+    let (html, json) = write_report(&out, &r)?;
+    println!("{}", html.display());
+    println!("{}", json.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes report.html and report.json into `out` (created), each via a temporary file and a
+/// rename, so a reader never sees half a report.
+pub fn write_report(
+    out: &std::path::Path,
+    r: &shared::steps::monthly::MonthlyReport,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let html = out.join("report.html");
+    let json = out.join("report.json");
+    for (path, body) in [
+        (&html, r.html.clone()),
+        (&json, serde_json::to_string_pretty(&r.numbers)? + "\n"),
+    ] {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, body).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok((html, json))
 }
 
 fn load_tenant(file: &PathBuf) -> anyhow::Result<Tenant> {

@@ -282,6 +282,57 @@ async fn recent(s: &dyn Store, ns: &str) {
         .await
         .unwrap()
         .is_empty());
+
+    // scan_alerts: the newest version before `to`, whose time is at or after `from`.
+    let scan = |from: DateTime<Utc>, to: DateTime<Utc>| {
+        let a = a.clone();
+        async move {
+            let mut got = Vec::new();
+            s.scan_alerts(&a, from, to, &mut |p, al| {
+                got.push((p, al.id.clone(), al.title().to_string()));
+                Ok(())
+            })
+            .await
+            .unwrap();
+            got.sort_by(|x, y| x.1.cmp(&y.1));
+            got
+        }
+    };
+    let named = |v: &[(Product, &str, &str)]| -> Vec<(Product, String, String)> {
+        v.iter()
+            .map(|(p, i, t)| (*p, i.to_string(), t.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        scan(since, since + d(31)).await,
+        named(&[
+            (Product::Mdi, "r1", "r1 v2"),
+            (Product::Mdi, "r3", "r3 v2"),
+            (Product::Mde, "r4", "r4"),
+            (Product::Mdi, "r5", "at since"),
+            (Product::Mde, "r7", "r7"),
+        ]),
+        "scan_alerts: the state as of `to`, not later versions"
+    );
+    assert_eq!(
+        scan(since + d(11), since + d(31)).await,
+        named(&[
+            (Product::Mdi, "r1", "r1 v2"),
+            (Product::Mde, "r4", "r4"),
+            (Product::Mde, "r7", "r7"),
+        ]),
+        "scan_alerts: an alert whose state at `to` is older than `from` is left out"
+    );
+    let mut n = 0;
+    let err = s
+        .scan_alerts(&a, since, since + d(31), &mut |_, _| {
+            n += 1;
+            anyhow::bail!("stop here")
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stop here"));
+    assert_eq!(n, 1, "an error from the callback stops the scan");
 }
 
 async fn once(s: &dyn Store, ns: &str) {

@@ -520,3 +520,136 @@ pub async fn check_handler(deps: &Deps, payload: Value) -> anyhow::Result<Value>
         steps::respond::check(deps, &c).await?,
     )?)
 }
+
+/// monthly-report's own dependencies, beside [`Cloud`]: the report archive (S3, in the
+/// `MSS_BUCKET` bucket under `MSS_REPORTS_PREFIX`, default `reports/` — the only prefix
+/// template.yaml's policy lets the function write) and the business calendar. Read from the
+/// environment here rather than in [`CloudEnv`], so no other function's configuration changes.
+pub struct Reports {
+    pub archive: Arc<dyn crate::steps::deliver_report::ReportArchive>,
+    pub calendar: crate::domain::calendar::Calendar,
+    /// Tenants drafted at once by the schedule.
+    pub concurrency: usize,
+}
+
+pub async fn reports_init(env: &CloudEnv) -> anyhow::Result<Reports> {
+    let bucket = env.bucket.as_deref().ok_or_else(|| {
+        anyhow!("environment variable MSS_BUCKET is not set (reports are archived there)")
+    })?;
+    let sdk = crate::adapters::aws::sdk_config(env.aws_endpoint_url.as_deref()).await;
+    let s3 = aws_sdk_s3::Client::from_conf(s3_config(&sdk, env.aws_endpoint_url.is_some()));
+    Ok(Reports {
+        archive: Arc::new(crate::adapters::report_archive::S3ReportArchive::new(
+            s3,
+            bucket,
+            opt("MSS_REPORTS_PREFIX").as_deref(),
+        )),
+        calendar: crate::domain::calendar::Calendar::default(),
+        concurrency: 4,
+    })
+}
+
+/// Manual draft of monthly-report: `{"tenant": "kaede-shoji", "month": "2026-11"}` (`month`
+/// optional: last month in JST).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MonthlyDraftRequest {
+    tenant: String,
+    #[serde(default)]
+    month: Option<String>,
+}
+
+/// The operator's send: `{"send": {"tenant": "kaede-shoji", "month": "2026-11", "resend": false}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MonthlySendRequest {
+    tenant: String,
+    month: String,
+    #[serde(default)]
+    resend: bool,
+}
+
+fn parse_month(s: &str) -> anyhow::Result<crate::domain::monthly::Month> {
+    crate::domain::monthly::Month::parse(s).map_err(|e| anyhow!(e))
+}
+
+/// monthly-report: the schedule's payload (anything without `tenant` or `send`; an optional
+/// `"month"` picks the month, default last month in JST) drafts every tenant's report,
+/// `reports.concurrency` at a time, and reports the tenants that failed together, as a
+/// function error, after the others were drafted. `{"tenant", "month"?}` drafts one;
+/// `{"send": {"tenant", "month", "resend"?}}` sends one (once; see `steps::deliver_report`).
+pub async fn monthly_handler(
+    cloud: &Cloud,
+    reports: &Reports,
+    payload: Value,
+) -> anyhow::Result<Value> {
+    use crate::domain::monthly::Month;
+    use crate::steps::deliver_report::{self, Mode};
+    let now = cloud.deps.clock.now();
+    if let Some(s) = payload.get("send") {
+        let req: MonthlySendRequest = serde_json::from_value(s.clone()).context(
+            "send payload: expected {\"send\": {\"tenant\", \"month\": \"YYYY-MM\", \"resend\": false}}",
+        )?;
+        let out = deliver_report::run(
+            cloud.deps.store.as_ref(),
+            reports.archive.as_ref(),
+            cloud.opsramp.as_ref(),
+            &reports.calendar,
+            now,
+            &req.tenant,
+            parse_month(&req.month)?,
+            Mode::Send { resend: req.resend },
+        )
+        .await?;
+        return Ok(serde_json::to_value(out)?);
+    }
+    if payload.get("tenant").is_some() {
+        let req: MonthlyDraftRequest = serde_json::from_value(payload)
+            .context("manual draft payload: expected {\"tenant\", \"month\": \"YYYY-MM\"}")?;
+        let month = match &req.month {
+            Some(m) => parse_month(m)?,
+            None => Month::of(now).prev(),
+        };
+        let out = deliver_report::draft(
+            cloud.deps.store.as_ref(),
+            reports.archive.as_ref(),
+            &reports.calendar,
+            now,
+            &req.tenant,
+            month,
+        )
+        .await?;
+        return Ok(serde_json::to_value(out)?);
+    }
+    let month = match payload.get("month") {
+        None | Some(Value::Null) => Month::of(now).prev(),
+        Some(Value::String(m)) => parse_month(m)?,
+        Some(other) => return Err(anyhow!("\"month\" must be \"YYYY-MM\", not {other}")),
+    };
+    let results = deliver_report::draft_all(
+        cloud.deps.store.clone(),
+        reports.archive.clone(),
+        reports.calendar.clone(),
+        now,
+        month,
+        reports.concurrency,
+    )
+    .await?;
+    let mut drafted = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(o) => drafted.push(o),
+            Err((t, e)) => errors.push(format!("{t}: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(anyhow!(
+            "{} monthly draft(s) of {month} failed ({} drafted): {}",
+            errors.len(),
+            drafted.len(),
+            errors.join("; ")
+        ));
+    }
+    Ok(json!({"month": month.to_string(), "drafted": drafted}))
+}

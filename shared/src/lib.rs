@@ -12,5 +12,6 @@ pub mod domain;
 pub mod lambda;
 pub mod messages;
 pub mod ports;
+pub mod report;
 pub mod runner;
 pub mod steps;

@@ -215,6 +215,19 @@ pub trait Store: Send + Sync {
         tenant: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<(Product, Alert)>>;
+
+    /// Hands `f` the newest version before `to` of each alert of the tenant whose newest
+    /// version before `to` has `lastUpdateDateTime >= from`, one at a time and in no
+    /// particular order, so a month of alerts never sits in memory (the monthly report).
+    /// Reads the month index on DynamoDB, never the whole tenant. An error from `f` stops
+    /// the scan and is returned.
+    async fn scan_alerts(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        f: &mut (dyn FnMut(Product, Alert) -> Result<()> + Send),
+    ) -> Result<()>;
 }
 
 /// One first-response action on one target for one incident: who/what/when/result.

@@ -675,7 +675,7 @@ async fn a_crash_before_create_is_completed_by_the_same_message() {
             creator_version: alert.last_update,
             severity: Severity::Medium,
             // The crashed run is redelivered after the visibility timeout, past the takeover lease.
-            intent_at: Utc::now() - chrono::Duration::minutes(6),
+            intent_at: t(12, 0) - chrono::Duration::minutes(6),
         })
         .await
         .unwrap();

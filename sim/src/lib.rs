@@ -204,6 +204,10 @@ pub struct SimTicket {
     /// response calls on it; `close` is not counted.
     pub updates: u32,
     pub responses: Vec<SimResponse>,
+    /// The create request's `attachments`, as sent (not part of `raw`: how OpsRamp serves
+    /// attachments back is not documented, so the simulator does not serve them).
+    #[serde(default)]
+    pub attachments: Vec<SimAttachment>,
     /// The last full ticket object, exactly as `GET incidents/{id}` (or
     /// `GET serviceRequests/{id}`) serves it; `customFields` and `dueDate` are read from here.
     pub raw: serde_json::Value,
@@ -215,6 +219,27 @@ pub struct SimResponse {
     pub internal: bool,
     pub ext_ticket_response_id: Option<String>,
     pub created: String,
+    /// The response's `attachments`, as sent (not served by `responses/search`).
+    #[serde(default)]
+    pub attachments: Vec<SimAttachment>,
+}
+
+/// One entry of a create or response request's `attachments: [{name, file}]`. `file` is kept
+/// as sent (standard base64, checked on receipt); [`SimAttachment::bytes`] decodes it, so a
+/// test can compare what arrived with what was sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimAttachment {
+    pub name: String,
+    pub file: String,
+}
+
+impl SimAttachment {
+    pub fn bytes(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.file)
+            .expect("checked as base64 when it was received")
+    }
 }
 
 /// Request counters. Every request that reaches an endpoint is counted, including the ones

@@ -11,6 +11,11 @@
 //! statuses and transitions; `customFields` on update are merged into the stored list (same `id`,
 //! else same `name`, replaces; a new one is appended) rather than replacing it.
 //!
+//! Attachments (`attachments: [{name, file}]` on create and on responses): `name` must be a
+//! non-empty string and `file` standard base64 (with padding), else 400 — OpsRamp documents
+//! neither its checks nor how it serves attachments back, so they are kept only in
+//! [`SimTicket::attachments`] / [`SimResponse::attachments`] for tests, never echoed.
+//!
 //! Simulator-only: `simReceivedAt` (RFC 3339) on create sets `createdDate`, so tests can file a
 //! ticket "received" at a chosen time. It is not stored or echoed, and real OpsRamp has no such
 //! field.
@@ -30,7 +35,7 @@ use serde_json::{json, Map, Value};
 use crate::faults::{bearer, opsramp_oauth_error};
 use crate::graph::parse_form;
 use crate::state::{Kind, Store};
-use crate::{lock, Endpoint, Inner, SimResponse, SimTicket};
+use crate::{lock, Endpoint, Inner, SimAttachment, SimResponse, SimTicket};
 
 const TOKEN_EXPIRES_IN: u64 = 7199;
 const PRIORITIES: &[&str] = &["Low", "Normal", "High", "Urgent", "Very Low"];
@@ -416,6 +421,40 @@ impl Extras {
     }
 }
 
+/// `attachments`: absent or null → none; else an array of `{name, file}` (see the module doc).
+fn opt_attachments(obj: &Map<String, Value>) -> Result<Vec<SimAttachment>, Reject> {
+    use base64::Engine as _;
+    let list = match obj.get("attachments") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(bad_request("attachments must be an array")),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, a) in list.iter().enumerate() {
+        let Value::Object(a) = a else {
+            return Err(bad_request(format!("attachments[{i}] must be an object")));
+        };
+        let name = match a.get("name") {
+            Some(Value::String(n)) if !n.trim().is_empty() => n.clone(),
+            _ => return Err(bad_request(format!("attachments[{i}].name is required"))),
+        };
+        let file = match a.get("file") {
+            Some(Value::String(f)) => f.clone(),
+            _ => return Err(bad_request(format!("attachments[{i}].file is required"))),
+        };
+        if base64::engine::general_purpose::STANDARD
+            .decode(&file)
+            .is_err()
+        {
+            return Err(bad_request(format!(
+                "attachments[{i}].file is not valid base64"
+            )));
+        }
+        out.push(SimAttachment { name, file });
+    }
+    Ok(out)
+}
+
 /// Simulator-only `simReceivedAt` (RFC 3339): the `createdDate` to give a new ticket.
 fn sim_received_at(obj: &Map<String, Value>) -> Result<Option<String>, Reject> {
     match opt_str(obj, "simReceivedAt")? {
@@ -454,6 +493,7 @@ async fn create_ticket(
     let cc = opt_str(&obj, "cc")?;
     let received = sim_received_at(&obj)?;
     let extras = Extras::parse(&obj)?;
+    let attachments = opt_attachments(&obj)?;
 
     let raw = inner.mutate(|store| {
         let now = received.unwrap_or_else(stamp);
@@ -474,6 +514,7 @@ async fn create_ticket(
             updated: now,
             updates: 0,
             responses: Vec::new(),
+            attachments,
             raw,
         };
         sync_raw(&mut t);
@@ -621,6 +662,7 @@ async fn add_response(
     if internal && obj.get("creator").is_none_or(Value::is_null) {
         return Err(bad_request("creator is required for internal responses"));
     }
+    let attachments = opt_attachments(&obj)?;
 
     let resp = inner.mutate(|store| {
         let i = store
@@ -651,6 +693,7 @@ async fn add_response(
             internal,
             ext_ticket_response_id: ext_id,
             created: now.clone(),
+            attachments,
         });
         t.updates += 1;
         t.updated = now;
@@ -837,6 +880,25 @@ mod tests {
         let q = parse_query_string("status:New,On Hold").unwrap();
         assert_eq!(q.statuses.unwrap(), vec!["New", "On Hold"]);
         assert!(parse_query_string("bogus:1").is_err());
+    }
+
+    #[test]
+    fn attachments_are_checked_and_kept_as_sent() {
+        let obj = |v: Value| json_object(v.to_string().as_bytes()).unwrap();
+        let ok = opt_attachments(&obj(
+            json!({"attachments": [{"name": "r.html", "file": "PGgxPg=="}]}),
+        ))
+        .unwrap();
+        assert_eq!(ok[0].name, "r.html");
+        assert_eq!(ok[0].bytes(), b"<h1>");
+        assert!(opt_attachments(&obj(json!({}))).unwrap().is_empty());
+        for bad in [
+            json!({"attachments": {"name": "x"}}),
+            json!({"attachments": [{"file": "PGgxPg=="}]}),
+            json!({"attachments": [{"name": "x", "file": "not base64!"}]}),
+        ] {
+            assert!(opt_attachments(&obj(bad.clone())).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1037,6 +1037,53 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
+    async fn scan_alerts(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        f: &mut (dyn FnMut(Product, Alert) -> anyhow::Result<()> + Send),
+    ) -> anyhow::Result<()> {
+        let to_s = ts(to);
+        // Keys only (the index projects keys): ~100 bytes per alert, then the bodies are read
+        // a thousand at a time.
+        let mut newest: HashMap<String, (String, Item)> = HashMap::new();
+        for month in months(from, to) {
+            for k in self.month_keys(tenant, &month, from).await? {
+                if k.get("pk") != Some(&pk(tenant)) {
+                    continue;
+                }
+                let Some((at, id)) = opt_s(&k, "gsi1sk").and_then(|v| v.split_once('#')) else {
+                    continue;
+                };
+                if at >= to_s.as_str() {
+                    continue;
+                }
+                let (at, id) = (at.to_string(), id.to_string());
+                if newest.get(&id).is_none_or(|(cur, _)| at > *cur) {
+                    let key: Item = [("pk", k.get("pk")), ("sk", k.get("sk"))]
+                        .into_iter()
+                        .filter_map(|(n, v)| v.map(|v| (n.to_string(), v.clone())))
+                        .collect();
+                    newest.insert(id, (at, key));
+                }
+            }
+        }
+        let keys: Vec<Item> = newest.into_values().map(|(_, k)| k).collect();
+        for chunk in keys.chunks(1000) {
+            for i in &self.get_many(chunk.to_vec()).await? {
+                let id = get_s(i, "alert_id")?;
+                let p = get_s(i, "product")?;
+                let product =
+                    Product::parse(p).ok_or_else(|| anyhow!("stored alert {id}: product {p:?}"))?;
+                let v: serde_json::Value = serde_json::from_slice(&self.body_of(i).await?)?;
+                let alert = Alert::from_value(v).map_err(|e| anyhow!("stored alert {id}: {e}"))?;
+                f(product, alert)?;
+            }
+        }
+        Ok(())
+    }
+
     async fn list_actions(&self, tenant: &str) -> anyhow::Result<Vec<ActionRecord>> {
         self.query_prefix(tenant, "ACTION#")
             .await?

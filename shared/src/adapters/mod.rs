@@ -18,6 +18,7 @@ pub mod identity;
 pub mod mde;
 pub mod mdo;
 pub mod opsramp;
+pub mod report_archive;
 #[cfg(feature = "aws")]
 pub mod secrets;
 #[cfg(feature = "embedded")]

@@ -312,6 +312,16 @@ impl OpsRampClient {
                             .has_response(id, ext_response_id)
                             .await?
                             .then_some(Value::Null),
+                        Probe::ServiceRequest { ext_ticket_id } => self
+                            .find_service_request(ext_ticket_id)
+                            .await?
+                            .map(|id| json!({ "id": id })),
+                        Probe::ServiceRequestResponse {
+                            id,
+                            ext_response_id,
+                        } => crate::ports::Inquiries::has_note(self, id, ext_response_id)
+                            .await?
+                            .then_some(Value::Null),
                     };
                     if let Some(v) = found {
                         return Ok(v);
@@ -373,6 +383,15 @@ enum Probe<'a> {
         ext_ticket_id: &'a str,
     },
     Response {
+        id: &'a str,
+        ext_response_id: &'a str,
+    },
+    /// A service request by `extTicketId` (monthly reports).
+    ServiceRequest {
+        ext_ticket_id: &'a str,
+    },
+    /// A response on a service request by `extTicketResponseId`.
+    ServiceRequestResponse {
         id: &'a str,
         ext_response_id: &'a str,
     },
@@ -650,6 +669,115 @@ impl crate::ports::Inquiries for OpsRampClient {
             r.get("extTicketResponseId").and_then(Value::as_str) == Some(ext_id)
         })
         .await
+    }
+}
+
+// ------------------------------------------------------------ monthly report delivery
+
+/// `attachments: [{name, file}]` with the file in standard base64, as the API notes give it.
+fn attachments_json(files: &[crate::steps::deliver_report::Attachment]) -> Value {
+    use base64::Engine as _;
+    Value::Array(
+        files
+            .iter()
+            .map(|a| {
+                json!({
+                    "name": a.name,
+                    "file": base64::engine::general_purpose::STANDARD.encode(&a.bytes),
+                })
+            })
+            .collect(),
+    )
+}
+
+impl OpsRampClient {
+    /// The service request with exactly this `extTicketId` (the search is OpsRamp's; the
+    /// exact match is checked here, as for incidents).
+    async fn find_service_request(&self, ext: &str) -> anyhow::Result<Option<String>> {
+        let mut found = None;
+        self.search_until(
+            &["serviceRequests", "search"],
+            &[("queryString", &format!("extTicketId:{ext}"))],
+            |r| {
+                if r.get("extTicketId").and_then(Value::as_str) == Some(ext) {
+                    found = ticket_id(r).ok();
+                    found.is_some()
+                } else {
+                    false
+                }
+            },
+        )
+        .await?;
+        Ok(found)
+    }
+}
+
+/// Monthly reports go out as service requests (the customer's contacts are mailed by OpsRamp
+/// on create and on each non-internal response), with the page attached.
+#[async_trait]
+impl crate::steps::deliver_report::ReportDelivery for OpsRampClient {
+    async fn find(&self, ext_ticket_id: &str) -> anyhow::Result<Option<String>> {
+        self.find_service_request(ext_ticket_id).await
+    }
+
+    async fn create(
+        &self,
+        sr: &crate::steps::deliver_report::NewServiceRequest,
+    ) -> anyhow::Result<String> {
+        let mut body = json!({
+            "subject": sr.subject,
+            "description": sr.description,
+            "extTicketId": sr.ext_ticket_id,
+            "dueDate": sr.due.format("%Y-%m-%dT%H:%M:%S+0000").to_string(),
+            "attachments": attachments_json(&sr.attachments),
+        });
+        if let Some(to) = &sr.to_email {
+            body["toEmail"] = json!(to);
+        }
+        if let Some(cc) = &sr.cc {
+            body["cc"] = json!(cc);
+        }
+        // A second request would be a second mail with the report: after a time-out or a 5xx,
+        // look for it by extTicketId before posting again.
+        let v = self
+            .post_once(
+                self.url(&["serviceRequests"])?,
+                &body,
+                Probe::ServiceRequest {
+                    ext_ticket_id: &sr.ext_ticket_id,
+                },
+            )
+            .await?;
+        ticket_id(&v)
+    }
+
+    async fn has_response(&self, id: &str, ext_response_id: &str) -> anyhow::Result<bool> {
+        crate::ports::Inquiries::has_note(self, id, ext_response_id).await
+    }
+
+    async fn add_response_with_attachment(
+        &self,
+        id: &str,
+        text: &str,
+        ext_response_id: &str,
+        attachment: &crate::steps::deliver_report::Attachment,
+    ) -> anyhow::Result<()> {
+        let body = json!({
+            "description": text,
+            "internal": false,
+            "extTicketResponseId": ext_response_id,
+            "attachments": attachments_json(std::slice::from_ref(attachment)),
+        });
+        self.post_once(
+            self.url(&["serviceRequests", id, "responses"])?,
+            &body,
+            Probe::ServiceRequestResponse {
+                id,
+                ext_response_id,
+            },
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -708,6 +708,62 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn scan_alerts(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        f: &mut (dyn FnMut(Product, Alert) -> anyhow::Result<()> + Send),
+    ) -> anyhow::Result<()> {
+        let mut c = self
+            .conn
+            .lock()
+            .map_err(|_| anyhow!("state database lock poisoned"))?;
+        // Reading a month of bodies is I/O-bound and parsing them CPU-bound: one thread reads
+        // rows while this one parses, through a bounded channel (memory stays flat).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(String, String, String)>(1024);
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            // `&mut` moves the connection to the reader (a Connection is Send, not Sync).
+            let conn: &mut Connection = &mut c;
+            let reader = scope.spawn(move || -> anyhow::Result<()> {
+                let mut st = conn.prepare(
+                    "SELECT a.alert_id, a.product, a.body FROM alert_versions a
+                     WHERE a.tenant = ?1 AND a.last_update >= ?2 AND a.last_update < ?3
+                       AND a.last_update = (SELECT MAX(b.last_update) FROM alert_versions b
+                                            WHERE b.tenant = a.tenant AND b.alert_id = a.alert_id
+                                              AND b.last_update < ?3)",
+                )?;
+                let mut rows = st.query(params![tenant, ts(from), ts(to)])?;
+                while let Some(r) = rows.next()? {
+                    if tx.send((r.get(0)?, r.get(1)?, r.get(2)?)).is_err() {
+                        break; // the consumer stopped (its callback failed)
+                    }
+                }
+                Ok(())
+            });
+            let mut result = Ok(());
+            for (id, p, body) in rx.iter() {
+                let step = (|| -> anyhow::Result<()> {
+                    let product = Product::parse(&p)
+                        .ok_or_else(|| anyhow!("stored alert {id}: product {p:?}"))?;
+                    let v: serde_json::Value = serde_json::from_str(&body)?;
+                    let alert =
+                        Alert::from_value(v).map_err(|e| anyhow!("stored alert {id}: {e}"))?;
+                    f(product, alert)
+                })();
+                if step.is_err() {
+                    result = step;
+                    break;
+                }
+            }
+            drop(rx);
+            let read = reader
+                .join()
+                .map_err(|_| anyhow!("the state database reader panicked"))?;
+            result.and(read)
+        })
+    }
+
     async fn list_actions(&self, tenant: &str) -> anyhow::Result<Vec<ActionRecord>> {
         let rows: Vec<String> = self.with(|c| {
             let mut st = c.prepare("SELECT body FROM actions WHERE tenant = ?1 ORDER BY key")?;

@@ -84,7 +84,8 @@ impl Alert {
                 })
             }
         };
-        let fields: AlertFields = serde_json::from_value(raw.clone()).map_err(|e| Malformed {
+        // Deserialised from a borrow: no copy of the (possibly large) evidence tree.
+        let fields = AlertFields::deserialize(&raw).map_err(|e| Malformed {
             reason: format!("alert {id}: {e}"),
         })?;
         Ok(Alert {

@@ -6,6 +6,7 @@ pub mod incident;
 pub mod inquiry;
 pub mod investigation;
 pub mod kql;
+pub mod monthly;
 pub mod response;
 pub mod severity;
 pub mod tenant;

@@ -8,9 +8,11 @@ use crate::domain::incident::PriorityMap;
 use crate::ports::{AlertSource, Clock, Queue, Store, Tickets};
 
 pub mod classify;
+pub mod deliver_report;
 pub mod fetch;
 pub mod inquiries;
 pub mod investigate;
+pub mod monthly;
 pub mod respond;
 pub mod ticket;
 

@@ -120,7 +120,7 @@ async fn ensure_ticket(
         creator_alert: alert.id.clone(),
         creator_version: alert.last_update,
         severity: effective_severity(alert),
-        intent_at: chrono::Utc::now(),
+        intent_at: deps.clock.now(),
     };
     let won = deps.store.create_incident_intent(&intent).await?;
     let rec = deps
@@ -154,7 +154,7 @@ async fn ensure_ticket(
     // Only the writer of the intent creates at once. Anyone else — a concurrent duplicate
     // of the same message included — waits until the intent is older than the takeover
     // lease (a crashed creator), and then searched OpsRamp above before creating.
-    let age = chrono::Utc::now() - rec.intent_at;
+    let age = deps.clock.now() - rec.intent_at;
     let stale = age.to_std().unwrap_or_default() > deps.settings.intent_takeover;
     if !won && !stale {
         bail!("ticket for incident {key} is being created by another message; will retry");
