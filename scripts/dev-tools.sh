@@ -4,9 +4,12 @@
 # re-verifies (a few seconds). Fails loudly, naming what to install, if anything is missing or an
 # install fails — it never skips a tool silently.
 #
-#   scripts/dev-tools.sh                  moto[server], cfn-lint, cargo-lambda (+ ziglang) and
-#                                         websocket-client into .venv/, and Debian's chromium and
+#   scripts/dev-tools.sh                  moto[server], cfn-lint, cargo-lambda (+ ziglang), websocket-client
+#                                         and the Azure SDK models for scripts/arm_check.py (azure-mgmt-
+#                                         securityinsight, azure-mgmt-applicationinsights) into .venv/, and Debian's chromium and
 #                                         fonts-noto-cjk (apt-get, as root) for scripts/render_check.py
+#                                         and the Node packages of scripts/node/ (the Kusto parser
+#                                         for scripts/kql_check.js) into .venv/node/ with npm ci
 #   scripts/dev-tools.sh --with-checkov   also checkov, in its own venv .venv/checkov/ (its pins of
 #                                         boto3/botocore would downgrade moto's), linked as .venv/bin/checkov
 #   scripts/dev-tools.sh --with-arm64     also `rustup target add aarch64-unknown-linux-gnu`, which
@@ -24,7 +27,9 @@ CARGO_LAMBDA_VERSION="1.9.2"  # cargo-lambda: the PyPI wheel ships the binary; i
 ZIGLANG_VERSION="0.17.1"      # ziglang: zig as a wheel, the cross-linker cargo-lambda build uses
 CHECKOV_VERSION="3.3.30"      # checkov (optional, --with-checkov)
 WEBSOCKET_CLIENT_VERSION="1.9.2"  # websocket-client: scripts/render_check.py speaks the Chrome DevTools Protocol with it
-PINS="moto[server]==${MOTO_VERSION} cfn-lint==${CFN_LINT_VERSION} cargo-lambda==${CARGO_LAMBDA_VERSION} ziglang==${ZIGLANG_VERSION} websocket-client==${WEBSOCKET_CLIENT_VERSION}"
+AZURE_SECURITYINSIGHT_VERSION="1.0.0"   # azure-mgmt-securityinsight: Sentinel API models for scripts/arm_check.py
+AZURE_APPINSIGHTS_VERSION="4.1.0"       # azure-mgmt-applicationinsights: workbook API models for scripts/arm_check.py
+PINS="moto[server]==${MOTO_VERSION} cfn-lint==${CFN_LINT_VERSION} cargo-lambda==${CARGO_LAMBDA_VERSION} ziglang==${ZIGLANG_VERSION} websocket-client==${WEBSOCKET_CLIENT_VERSION} azure-mgmt-securityinsight==${AZURE_SECURITYINSIGHT_VERSION} azure-mgmt-applicationinsights==${AZURE_APPINSIGHTS_VERSION}"
 # Debian packages for the report render check (scripts/render_check.py runs /usr/bin/chromium
 # headless; fonts-noto-cjk gives it Japanese glyphs). Debian's own versions, not pinned here.
 APT_PACKAGES="chromium fonts-noto-cjk"
@@ -139,6 +144,24 @@ if [ "$WITH_ARM64" = 1 ]; then
   fi
 fi
 
+# ---- Node packages (scripts/kql_check.js) ----------------------------------------------------
+# Pinned in scripts/node/package.json + package-lock.json (@kusto/language-service-next 12.4.1:
+# Microsoft's Kusto.Language parser compiled to JavaScript; offline). npm ci installs exactly the
+# lock into .venv/node/node_modules; rerun only when the lock changes.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+  || die "node and npm not found: scripts/kql_check.js needs Node.js >= 18 (Debian: apt-get install nodejs npm)."
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' \
+  || die "node is $(node --version); scripts/kql_check.js needs Node.js >= 18."
+NODE_DIR="$VENV/node"
+mkdir -p "$NODE_DIR"
+if ! cmp -s "$ROOT/scripts/node/package-lock.json" "$NODE_DIR/package-lock.json" \
+   || [ ! -f "$NODE_DIR/node_modules/@kusto/language-service-next/package.json" ]; then
+  say "npm ci (scripts/node/) into $NODE_DIR"
+  cp "$ROOT/scripts/node/package.json" "$ROOT/scripts/node/package-lock.json" "$NODE_DIR/"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) \
+    || die "npm ci failed in $NODE_DIR (needs the npm registry; rerun to retry, or rm -rf $NODE_DIR)."
+fi
+
 # ---- verify each tool runs --------------------------------------------------------------------
 verify() { # name, command...
   local name="$1"; shift
@@ -156,6 +179,8 @@ verify moto "$VENV/bin/python" -c 'import moto, boto3; print("moto", moto.__vers
 verify cargo-lambda "$VENV/bin/cargo-lambda" lambda --version
 verify zig "$VENV/bin/zig" version
 verify websocket "$VENV/bin/python" -c 'import websocket; print("websocket-client", websocket.__version__)'
+verify azure-models "$VENV/bin/python" -c 'from importlib.metadata import version as v; import azure.mgmt.securityinsight.models, azure.mgmt.applicationinsights.v2022_04_01.models; print("azure-mgmt-securityinsight", v("azure-mgmt-securityinsight"), "azure-mgmt-applicationinsights", v("azure-mgmt-applicationinsights"))'
+verify kusto node -e 'const p = require(process.argv[1] + "/@kusto/language-service-next/package.json"); require(process.argv[1] + "/@kusto/language-service-next/bridge.js"); require(process.argv[1] + "/@kusto/language-service-next/Kusto.Language.Bridge.js"); console.log(p.name, p.version, "(node", process.version + ")")' "$NODE_DIR/node_modules"
 # (the Debian wrapper /usr/bin/chromium prints a harmless shell warning on stderr: dropped here)
 verify chromium sh -c '/usr/bin/chromium --version 2>/dev/null'
 verify noto-cjk sh -c 'fc-list ":lang=ja" family | grep -m1 -x "Noto Sans CJK JP" || { echo "fontconfig has no Noto Sans CJK JP"; exit 1; }'

@@ -30,6 +30,12 @@ echo "moto at $MOTO_URL"
 step "SAM template (cfn-lint)"
 cfn-lint template.yaml
 
+step "KQL: every query parsed and analyzed by Microsoft's Kusto parser (scripts/kql_check.js)"
+node scripts/kql_check.js
+
+step "Sentinel ARM templates (the rendered snapshots) against the Azure SDK's API models (scripts/arm_check.py)"
+.venv/bin/python scripts/arm_check.py
+
 step "format"
 cargo fmt --all -- --check
 

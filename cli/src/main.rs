@@ -145,6 +145,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CloudCmd,
     },
+    /// Microsoft Sentinel content for a tenant (R-LOG, R-DASH): analytics rules, workbook.
+    Sentinel {
+        #[command(subcommand)]
+        cmd: SentinelCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -567,6 +572,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Cloud { cmd } => cloud_cmd(cmd),
         Cmd::Dlq { cmd } => dlq_cmd(cmd),
+        Cmd::Sentinel { cmd } => sentinel_cmd(cmd),
         Cmd::Bench {
             cmd:
                 BenchCmd::Monthly {
@@ -863,6 +869,104 @@ fn calendar_cmd(cmd: CalendarCmd, cal: &Calendar) -> anyhow::Result<ExitCode> {
             }
             Err(e) => return usage(format!("{e}")),
         },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+enum SentinelCmd {
+    /// Write OUT/analytics-rules.json and OUT/workbook.json (ARM templates for the tenant's
+    /// Sentinel workspace) and OUT/activity-rules/*.kql; prints the paths. Deploy with
+    /// `az deployment group create -g RG --template-file OUT/analytics-rules.json
+    /// --parameters workspace=NAME` (see infra/sentinel/README.md).
+    Render {
+        /// The tenant file (TOML); with --state, a tenant id stored there.
+        #[arg(long)]
+        tenant: PathBuf,
+        /// Read the tenant from this embedded state (e.g. `mss tenant put --state DIR`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// /subscriptions/…/resourceGroups/…/providers/Microsoft.OperationalInsights/workspaces/…;
+        /// default: resolved at deployment from the `workspace` parameter.
+        #[arg(long)]
+        workspace_resource_id: Option<String>,
+        /// Turn a rule (activity or analytics id) off for this tenant; repeatable.
+        #[arg(long = "disable", value_name = "RULE_ID")]
+        disable: Vec<String>,
+        /// A break-glass account's UPN for the break-glass-signins activity rule; repeatable.
+        #[arg(long = "break-glass", value_name = "UPN")]
+        break_glass: Vec<String>,
+    },
+}
+
+fn sentinel_cmd(cmd: SentinelCmd) -> anyhow::Result<ExitCode> {
+    let SentinelCmd::Render {
+        tenant,
+        state,
+        out,
+        workspace_resource_id,
+        disable,
+        break_glass,
+    } = cmd;
+    let t = match state {
+        None => load_tenant(&tenant)?,
+        Some(dir) => {
+            let db = dir.join("mss.sqlite");
+            if !db.exists() {
+                return usage(format!(
+                    "{}: no state here (expected mss.sqlite)",
+                    dir.display()
+                ));
+            }
+            let store = shared::adapters::sqlite::SqliteStore::open(&db)?;
+            let id = tenant.to_string_lossy().into_owned();
+            match runtime()?.block_on(shared::ports::Store::get_tenant(&store, &id))? {
+                Some(t) => t,
+                None => {
+                    return usage(format!(
+                        "--tenant {id:?}: no such tenant in {}",
+                        dir.display()
+                    ))
+                }
+            }
+        }
+    };
+    let opts = shared::sentinel::SentinelOptions {
+        workspace_resource_id: workspace_resource_id.unwrap_or_default(),
+        disabled_rules: disable,
+        break_glass_accounts: break_glass,
+    };
+    let files = match shared::sentinel::render(&t, &opts) {
+        Ok(f) => f,
+        Err(e) => return usage(format!("{e:#}")),
+    };
+    for s in shared::sentinel::plan(&t, &opts)? {
+        if let Some(reason) = s.reason {
+            eprintln!("rule {} is off: {reason}", s.id);
+        }
+    }
+    // A rule turned off since the last render must not leave its file behind.
+    let activity_dir = out.join("activity-rules");
+    if let Ok(entries) = std::fs::read_dir(&activity_dir) {
+        for e in entries.flatten() {
+            let name = format!("activity-rules/{}", e.file_name().to_string_lossy());
+            if name.ends_with(".kql") && !files.iter().any(|(f, _)| *f == name) {
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+            }
+        }
+    }
+    for (rel, text) in files {
+        let path = out.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("{}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

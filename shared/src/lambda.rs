@@ -653,3 +653,97 @@ pub async fn monthly_handler(
     }
     Ok(json!({"month": month.to_string(), "drafted": drafted}))
 }
+
+/// activity-digest's own dependencies, beside [`Cloud`]: the Log Analytics client (per tenant,
+/// from `<prefix>azure/<tenant>`; base `MSS_LOGANALYTICS_BASE`, default the public API) and
+/// the rule pack embedded at build time. Read from the environment here rather than in
+/// [`CloudEnv`], so no other function's configuration changes.
+pub async fn digest_init(
+    env: &CloudEnv,
+    cloud: &Cloud,
+) -> anyhow::Result<Arc<steps::digest::DigestDeps>> {
+    use crate::adapters::loganalytics::{LogAnalyticsConfig, SecretLogAnalytics};
+    let extra_ca_pem = match &env.extra_ca_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f).with_context(|| format!("reading MSS_EXTRA_CA_FILE {f}"))?,
+        ),
+        None => None,
+    };
+    let mut cfg = LogAnalyticsConfig {
+        http: HttpSettings {
+            extra_ca_pem,
+            ..HttpSettings::default()
+        },
+        ..LogAnalyticsConfig::default()
+    };
+    if let Some(b) = opt("MSS_LOGANALYTICS_BASE") {
+        crate::adapters::http::require_https("MSS_LOGANALYTICS_BASE", &b)?;
+        cfg.base = b;
+    }
+    if let Some(a) = &env.authority_host {
+        cfg.authority_host = a.clone();
+    }
+    let dd = steps::digest::DigestDeps::new(
+        cloud.deps.store.clone(),
+        cloud.deps.clock.clone(),
+        Arc::new(SecretLogAnalytics::new(cfg, cloud.secrets.clone())),
+        cloud.opsramp.clone(),
+    );
+    if dd.rules.is_empty() || !dd.rule_errors.is_empty() {
+        tracing::error!(rules = dd.rules.len(), errors = ?dd.rule_errors, "activity rule pack is empty or has unreadable files");
+    }
+    Ok(Arc::new(dd))
+}
+
+/// Manual run of activity-digest: `{"tenant": "kaede-shoji"}` (from the cursor) or
+/// `{"tenant": "kaede-shoji", "since": "2026-11-24"}` (every complete period from that JST day;
+/// periods already posted are found and not posted again).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DigestRequest {
+    tenant: String,
+    #[serde(default)]
+    since: Option<String>,
+}
+
+/// activity-digest: the schedule's payload (anything without `tenant`) runs every tenant with
+/// `[log_analysis]`, `dd.concurrency` at a time, and reports the tenants that failed together,
+/// as a function error, after the others ran; `{"tenant", "since"?}` runs one.
+pub async fn digest_handler(
+    dd: Arc<steps::digest::DigestDeps>,
+    payload: Value,
+) -> anyhow::Result<Value> {
+    use steps::digest::{self, Trigger};
+    if payload.get("tenant").is_some() {
+        let req: DigestRequest = serde_json::from_value(payload).context(
+            "manual payload: expected {\"tenant\"} or {\"tenant\", \"since\": \"YYYY-MM-DD\"}",
+        )?;
+        let trigger = match &req.since {
+            None => Trigger::Manual,
+            Some(s) => Trigger::Since(
+                chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                    .map_err(|_| anyhow!("\"since\" must be a date YYYY-MM-DD (JST), not {s:?}"))?,
+            ),
+        };
+        let out = digest::run(&dd, &req.tenant, trigger).await?;
+        return Ok(serde_json::to_value(out)?);
+    }
+    let mut done = Vec::new();
+    let mut errors = Vec::new();
+    for r in digest::run_all(dd).await? {
+        match r {
+            Ok(o) => done.push(o),
+            Err((t, e)) => errors.push(format!("{t}: {e}")),
+        }
+    }
+    let posted: usize = done.iter().map(|o| o.periods.len()).sum();
+    if !errors.is_empty() {
+        return Err(anyhow!(
+            "{} activity digest(s) failed ({} tenant(s) done, {posted} digest(s) posted or found): {}",
+            errors.len(),
+            done.len(),
+            errors.join("; ")
+        ));
+    }
+    Ok(json!({"tenants": done, "digests": posted}))
+}

@@ -14,4 +14,5 @@ pub mod messages;
 pub mod ports;
 pub mod report;
 pub mod runner;
+pub mod sentinel;
 pub mod steps;

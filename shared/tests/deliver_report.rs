@@ -152,6 +152,11 @@ async fn send_once_then_nothing_then_resend_only_what_changed() {
     let sr = &srs[0];
     assert_eq!(o.service_request.as_deref(), Some(sr.id.as_str()));
     assert!(sr.id.starts_with("SRQ"), "{}", sr.id);
+    // A report we sent is a notice, not a customer inquiry: the tracker leaves it alone.
+    let open = shared::ports::Inquiries::open_inquiries(rig.ops.as_ref())
+        .await
+        .unwrap();
+    assert!(open.is_empty(), "{open:?}");
     assert_eq!(
         sr.subject,
         "【月次アドバイザリレポート】2026年11月 — テスト顧客 tenant-a"

@@ -14,6 +14,7 @@ enum Family {
     Entra,
     Graph,
     Mde,
+    LogAnalytics,
     OpsRampToken,
     OpsRampApi,
 }
@@ -27,6 +28,7 @@ fn family(ep: Endpoint) -> Family {
         | Endpoint::GraphEmailRemediate
         | Endpoint::GraphHunting => Family::Graph,
         Endpoint::MdeAction | Endpoint::MdeRead => Family::Mde,
+        Endpoint::LogAnalytics => Family::LogAnalytics,
         Endpoint::OpsRampToken => Family::OpsRampToken,
         Endpoint::OpsRampCreate
         | Endpoint::OpsRampUpdate
@@ -209,6 +211,17 @@ fn too_many(ep: Endpoint, retry_after: f64) -> Response {
                 .insert("Retry-After", retry_after_header(retry_after));
             r
         }
+        Family::LogAnalytics => {
+            let mut r = crate::loganalytics::la_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottledError",
+                "Your request was throttled. Please retry later.",
+                None,
+            );
+            r.headers_mut()
+                .insert("Retry-After", retry_after_header(retry_after));
+            r
+        }
         Family::Entra => {
             let mut r = aad_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -259,6 +272,14 @@ fn server_error(ep: Endpoint, status: u16) -> Response {
                 _ => "InternalServerError",
             };
             mde_error(status, code, reason)
+        }
+        Family::LogAnalytics => {
+            let code = match status {
+                StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailableError",
+                StatusCode::GATEWAY_TIMEOUT => "GatewayTimeout",
+                _ => "InternalServerError",
+            };
+            crate::loganalytics::la_error(status, code, reason, None)
         }
         Family::Entra => aad_error(
             status,

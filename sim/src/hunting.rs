@@ -328,14 +328,17 @@ fn parse_duration(s: &str) -> Option<TimeDelta> {
         .then(|| TimeDelta::milliseconds(total_ms as i64))
 }
 
-fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|d| d.with_timezone(&Utc))
 }
 
 /// The documented `Timespan` forms, resolved against `now` to `(start, end)`.
-fn parse_timespan(s: &str, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+pub(crate) fn parse_timespan(
+    s: &str,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
     let s = s.trim();
     let bad = || {
         "expected an ISO 8601 duration, a date-time, start/end, duration/end or start/duration"
@@ -371,6 +374,8 @@ fn parse_timespan(s: &str, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTim
 pub(crate) struct Bindings {
     strings: HashMap<String, String>,
     datetimes: HashMap<String, DateTime<Utc>>,
+    /// `dynamic([...])` lists of string literals (the Log Analytics conventions).
+    lists: HashMap<String, Vec<String>>,
 }
 
 impl Bindings {
@@ -380,6 +385,23 @@ impl Bindings {
 
     pub fn datetime(&self, name: &str) -> Option<DateTime<Utc>> {
         self.datetimes.get(name).copied()
+    }
+
+    pub fn list(&self, name: &str) -> Option<&[String]> {
+        self.lists.get(name).map(Vec::as_slice)
+    }
+
+    /// Whether `name` is bound to anything.
+    pub fn has(&self, name: &str) -> bool {
+        self.strings.contains_key(name)
+            || self.datetimes.contains_key(name)
+            || self.lists.contains_key(name)
+    }
+
+    fn forget(&mut self, name: &str) {
+        self.strings.remove(name);
+        self.datetimes.remove(name);
+        self.lists.remove(name);
     }
 }
 
@@ -407,8 +429,30 @@ pub(crate) struct ParsedQuery {
 /// the `=` and before and after the `;`. The literal is a double-quoted KQL string whose only
 /// escapes are `\\`, `\"`, `\'`, `\n`, `\r` and `\t`; a raw line break or control character
 /// inside it, any other escape, a missing closing quote or anything else after it is an
-/// error. The first other line starts the body, which must not be empty.
+/// error. A third form, `let <Name> = dynamic([<literal>, …]);` (string literals only, lexed
+/// the same way), binds a list. The first other line starts the body, which must not be empty.
 pub(crate) fn parse_query(q: &str) -> Result<ParsedQuery, String> {
+    parse_query_with(q, None)
+}
+
+/// The name a `let` line binds, when the line is one (`let` followed by a blank).
+fn let_name(t: &str) -> Option<&str> {
+    let r = t.strip_prefix("let")?;
+    if !r.starts_with([' ', '\t']) {
+        return None;
+    }
+    let r = r.trim_start_matches([' ', '\t']);
+    let end = r
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(r.len());
+    Some(&r[..end])
+}
+
+/// [`parse_query`], except that with `only = Some(names)` just the `let` lines binding one of
+/// `names` are bindings (lexed strictly, as above); any other line, including the query's own
+/// `let` statements, starts the body. The Log Analytics endpoint uses this: its rule bodies
+/// may declare their own `let`s, which the simulator does not evaluate.
+pub(crate) fn parse_query_with(q: &str, only: Option<&[&str]>) -> Result<ParsedQuery, String> {
     let mut lines = q.split('\n').enumerate().peekable();
     let mut id = None;
     if let Some((_, first)) = lines.peek() {
@@ -430,9 +474,12 @@ pub(crate) fn parse_query(q: &str) -> Result<ParsedQuery, String> {
         if t.is_empty() || t.starts_with("//") {
             continue;
         }
-        if t.strip_prefix("let")
-            .is_some_and(|r| r.starts_with([' ', '\t']))
-        {
+        let is_binding = match (let_name(t), only) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(n), Some(names)) => names.contains(&n),
+        };
+        if is_binding {
             parse_let(line, no + 1, &mut bindings)?;
         } else {
             body.push(line);
@@ -474,60 +521,64 @@ fn parse_let(line: &str, line_no: usize, b: &mut Bindings) -> Result<(), String>
 
     let rest: String = chars[i..].iter().collect();
     if chars.get(i) == Some(&'"') {
+        let value = lex_string(&chars, &mut i, &name, &at)?;
+        b.forget(&name);
+        b.strings.insert(name.clone(), value);
+    } else if rest.starts_with("dynamic(") {
+        // `dynamic([ "a", "b" ])`: string literals only, separated by commas.
+        i += "dynamic(".len();
         let open = i;
+        skip_blanks(&mut i);
+        if chars.get(i) != Some(&'[') {
+            return Err(format!(
+                "expected '[' in dynamic(...) of let '{name}' {}",
+                at(i)
+            ));
+        }
         i += 1;
-        let mut value = String::new();
+        let mut items = Vec::new();
         loop {
+            skip_blanks(&mut i);
             match chars.get(i) {
+                Some(']') if items.is_empty() => break,
+                Some('"') => items.push(lex_string(&chars, &mut i, &name, &at)?),
                 None => {
                     return Err(format!(
-                        "unterminated string literal in let '{name}' {}",
+                        "unterminated dynamic(...) in let '{name}' {}",
                         at(open)
                     ))
                 }
-                Some('"') => {
-                    i += 1;
-                    break;
-                }
-                Some('\\') => {
-                    let c = match chars.get(i + 1) {
-                        Some('\\') => '\\',
-                        Some('"') => '"',
-                        Some('\'') => '\'',
-                        Some('n') => '\n',
-                        Some('r') => '\r',
-                        Some('t') => '\t',
-                        Some(c) => {
-                            return Err(format!(
-                                "invalid escape sequence '\\{}' in let '{name}' {}",
-                                c.escape_debug(),
-                                at(i)
-                            ))
-                        }
-                        None => {
-                            return Err(format!(
-                                "unterminated string literal in let '{name}' {}",
-                                at(open)
-                            ))
-                        }
-                    };
-                    value.push(c);
-                    i += 2;
-                }
-                Some(c) if c.is_control() && *c != '\t' => {
+                Some(c) => {
                     return Err(format!(
-                        "unescaped control character in the string literal of let '{name}' {}",
+                        "unexpected '{}' in the list of let '{name}', expected a string literal {}",
+                        c.escape_debug(),
                         at(i)
                     ))
                 }
-                Some(c) => {
-                    value.push(*c);
-                    i += 1;
+            }
+            skip_blanks(&mut i);
+            match chars.get(i) {
+                Some(',') => i += 1,
+                Some(']') => break,
+                _ => {
+                    return Err(format!(
+                        "expected ',' or ']' in the list of let '{name}' {}",
+                        at(i)
+                    ))
                 }
             }
         }
-        b.datetimes.remove(&name);
-        b.strings.insert(name.clone(), value);
+        i += 1; // ']'
+        skip_blanks(&mut i);
+        if chars.get(i) != Some(&')') {
+            return Err(format!(
+                "expected ')' after the list of let '{name}' {}",
+                at(i)
+            ));
+        }
+        i += 1;
+        b.forget(&name);
+        b.lists.insert(name.clone(), items);
     } else if rest.starts_with("datetime(") {
         i += "datetime(".len();
         let open = i;
@@ -549,11 +600,11 @@ fn parse_let(line: &str, line_no: usize, b: &mut Bindings) -> Result<(), String>
             ));
         };
         i += 1;
-        b.strings.remove(&name);
+        b.forget(&name);
         b.datetimes.insert(name.clone(), t);
     } else {
         return Err(format!(
-            "let '{name}' must bind a double-quoted string literal or datetime(...) {}",
+            "let '{name}' must bind a double-quoted string literal, datetime(...) or dynamic([...]) {}",
             at(i)
         ));
     }
@@ -578,6 +629,69 @@ fn parse_let(line: &str, line_no: usize, b: &mut Bindings) -> Result<(), String>
         ));
     }
     Ok(())
+}
+
+/// Lexes the double-quoted KQL string literal starting at `chars[*i]` (a `"`), leaving `*i`
+/// after its closing quote. Only the escapes `\\`, `\"`, `\'`, `\n`, `\r` and `\t` are
+/// accepted; a raw control character (other than a tab) is an error.
+fn lex_string(
+    chars: &[char],
+    i: &mut usize,
+    name: &str,
+    at: &dyn Fn(usize) -> String,
+) -> Result<String, String> {
+    let open = *i;
+    *i += 1;
+    let mut value = String::new();
+    loop {
+        match chars.get(*i) {
+            None => {
+                return Err(format!(
+                    "unterminated string literal in let '{name}' {}",
+                    at(open)
+                ))
+            }
+            Some('"') => {
+                *i += 1;
+                return Ok(value);
+            }
+            Some('\\') => {
+                let c = match chars.get(*i + 1) {
+                    Some('\\') => '\\',
+                    Some('"') => '"',
+                    Some('\'') => '\'',
+                    Some('n') => '\n',
+                    Some('r') => '\r',
+                    Some('t') => '\t',
+                    Some(c) => {
+                        return Err(format!(
+                            "invalid escape sequence '\\{}' in let '{name}' {}",
+                            c.escape_debug(),
+                            at(*i)
+                        ))
+                    }
+                    None => {
+                        return Err(format!(
+                            "unterminated string literal in let '{name}' {}",
+                            at(open)
+                        ))
+                    }
+                };
+                value.push(c);
+                *i += 2;
+            }
+            Some(c) if c.is_control() && *c != '\t' => {
+                return Err(format!(
+                    "unescaped control character in the string literal of let '{name}' {}",
+                    at(*i)
+                ))
+            }
+            Some(c) => {
+                value.push(*c);
+                *i += 1;
+            }
+        }
+    }
 }
 
 /// Table name -> query id, for queries without a known `// mss-query:` id.
@@ -692,7 +806,7 @@ impl Ctx<'_> {
 }
 
 /// `2024-03-26T09:39:50.7688641Z`, as Graph prints hunting timestamps.
-fn kusto_time(t: DateTime<Utc>) -> String {
+pub(crate) fn kusto_time(t: DateTime<Utc>) -> String {
     format!(
         "{}.{:07}Z",
         t.format("%Y-%m-%dT%H:%M:%S"),
@@ -1219,7 +1333,7 @@ fn signins(c: &Ctx<'_>) -> Table {
             ("City", "String"),
             ("Application", "String"),
             ("ErrorCode", "Int32"),
-            ("RiskLevelDuringSignIn", "Int32"),
+            ("RiskLevelAggregated", "Int32"),
         ],
         rows: data
             .iter()
@@ -1333,6 +1447,43 @@ mod tests {
         ] {
             let e = parse_query(bad).unwrap_err();
             assert!(!e.is_empty(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dynamic_lists_and_restricted_bindings() {
+        let q = "// mss-query: x\n\
+                 let BreakGlassAccounts = dynamic([ \"a@b.jp\", \"o'h\\\"x@b.jp\" ]);\n\
+                 let Empty = dynamic([]);\n\
+                 let Ops = dynamic([\"Add member to role\"]);\n\
+                 AuditLogs";
+        let p = parse_query(q).unwrap();
+        assert_eq!(
+            p.bindings.list("BreakGlassAccounts").unwrap(),
+            ["a@b.jp", "o'h\"x@b.jp"]
+        );
+        assert_eq!(p.bindings.list("Empty").unwrap().len(), 0);
+        // Restricted: a rule's own `let` starts the body, whatever it holds.
+        let p = parse_query_with(q, Some(&["BreakGlassAccounts"])).unwrap();
+        assert!(p.bindings.has("BreakGlassAccounts") && !p.bindings.has("Empty"));
+        assert!(p.body.starts_with("let Empty"), "{}", p.body);
+        let own = "let WindowStart = datetime(2024-05-01T09:00:00Z);\nlet x = 5;\nT";
+        let p = parse_query_with(own, Some(&["WindowStart"])).unwrap();
+        assert_eq!(p.bindings.datetime("WindowStart"), Some(at(9, 0)));
+        assert!(
+            parse_query(own).is_err(),
+            "unrestricted, `let x = 5` is not a binding"
+        );
+        for bad in [
+            "let A = dynamic([\"a\" \"b\"]);\nT",
+            "let A = dynamic([\"a\",]);\nT",
+            "let A = dynamic([a]);\nT",
+            "let A = dynamic([\"a\"];\nT",
+            "let A = dynamic(\"a\");\nT",
+            "let A = dynamic([\"a\\x\"]);\nT",
+            "let A = dynamic([\"a\"]) x;\nT",
+        ] {
+            assert!(parse_query(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -27,6 +27,16 @@
 //! answers 429 with `Retry-After`; calls are recorded for tests in [`Sim::hunting_queries`].
 //! See the `hunting` module for the choices made where the API facts are silent.
 //!
+//! Log Analytics (added later, in memory only): `POST {loganalytics_base}/v1/workspaces/{id}/query`
+//! ([`Sim::loganalytics_base`]) with tokens for `https://api.loganalytics.io/.default`, on
+//! workspaces added to a tenant with [`Sim::add_workspace`] (any other answers 403
+//! `InsufficientAccessError`). It serves the rows added with [`Sim::add_log_rows`] per workspace
+//! and rule id (the mss client's first line `// mss-query: <rule id>`), inside the half-open
+//! window of the `WindowStart`/`WindowEnd` bindings, which are lexed strictly with
+//! `BreakGlassAccounts` (`dynamic([...])`). [`Sim::set_loganalytics_mode`] answers a rule with a
+//! partial error, 204 or 504; calls are recorded in [`Sim::loganalytics_queries`]. See the
+//! `loganalytics` module for the choices made where the API facts are silent.
+//!
 //! OpsRamp tickets come in two kinds served alike: incidents under
 //! `{opsramp_base}/api/v2/tenants/{tenantId}/incidents…` ([`Sim::tickets`]) and service requests
 //! under `…/serviceRequests…` ([`Sim::service_requests`]), each with its own numbering.
@@ -39,6 +49,7 @@ mod faults;
 mod graph;
 mod graph_actions;
 mod hunting;
+mod loganalytics;
 mod mde;
 mod opsramp;
 mod state;
@@ -126,6 +137,11 @@ impl std::fmt::Debug for SimConfig {
 /// `GraphUsers` = `GET users/{id}`; `GraphEmailRemediate` = beta
 /// `POST security/collaboration/analyzedEmails/remediate`; `GraphHunting` =
 /// `POST security/runHuntingQuery` (its faults come before, and never use, the hunting quota).
+///
+/// Log Analytics: `LogAnalytics` = `POST v1/workspaces/{id}/query`; its faults answer in the
+/// API's error shape `{"error":{"message","code","correlationId"}}` (429 with `Retry-After`,
+/// code `ThrottledError`; 5xx with `InternalServerError`, `ServiceUnavailableError` or
+/// `GatewayTimeout`: the codes are not documented, these are the simulator's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     EntraToken,
@@ -134,6 +150,7 @@ pub enum Endpoint {
     GraphUsers,
     GraphEmailRemediate,
     GraphHunting,
+    LogAnalytics,
     MdeAction,
     MdeRead,
     OpsRampToken,
@@ -257,6 +274,43 @@ pub struct SimStats {
     pub opsramp_requests: u64,
     /// Requests to Graph `security/runHuntingQuery`.
     pub hunting_requests: u64,
+    /// Requests to the Log Analytics query endpoint.
+    pub loganalytics_requests: u64,
+}
+
+/// How the Log Analytics endpoint answers a rule's query ([`Sim::set_loganalytics_mode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogAnalyticsMode {
+    /// 200 with the rows.
+    #[default]
+    Normal,
+    /// 200 with the rows and an `error` object with code `PartialError`.
+    PartialError,
+    /// 204, no body (no data).
+    NoContent,
+    /// 504 `GatewayTimeout`, as when a query runs past the service's limit.
+    Timeout,
+}
+
+/// One Log Analytics query that carried a valid token for the API, whatever it was answered.
+/// Requests answered by a fault or refused for their token are only counted
+/// ([`SimStats::loganalytics_requests`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimLogQuery {
+    /// The token's tenant.
+    pub azure_tenant_id: String,
+    /// From the path, lower-cased.
+    pub workspace_id: String,
+    /// The body's `query` as sent (empty without a string `query`).
+    pub query: String,
+    pub timespan: Option<String>,
+    /// From the first line `// mss-query: <id>`, once the query was read.
+    pub rule_id: Option<String>,
+    /// The window rows were served from, once the query was read.
+    pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The unescaped values of the `BreakGlassAccounts` binding, when bound.
+    pub break_glass: Option<Vec<String>>,
+    pub status: u16,
 }
 
 /// One Graph `security/runHuntingQuery` call that carried a valid Graph token, whatever it was
@@ -311,6 +365,8 @@ pub(crate) struct Inner {
     pub directory: Mutex<graph_actions::DirectoryState>,
     /// Hunting quota settings, windows per tenant, and the recorded calls.
     pub hunting: Mutex<hunting::HuntingState>,
+    /// Workspaces, their rows and modes, and the recorded queries.
+    pub loganalytics: Mutex<loganalytics::LogAnalyticsState>,
     server: Mutex<Option<ServerTask>>,
 }
 
@@ -418,12 +474,14 @@ impl Sim {
             mde: Mutex::new(mde::MdeState::default()),
             directory: Mutex::new(graph_actions::DirectoryState::default()),
             hunting: Mutex::new(hunting::HuntingState::default()),
+            loganalytics: Mutex::new(loganalytics::LogAnalyticsState::default()),
             server: Mutex::new(None),
         });
 
         let app = graph::router()
             .merge(graph_actions::router())
             .merge(hunting::router())
+            .merge(loganalytics::router())
             .merge(mde::router())
             .nest("/opsramp", opsramp::router())
             .fallback(not_found)
@@ -464,6 +522,12 @@ impl Sim {
     /// Tokens must be issued for the scope `https://api.securitycenter.microsoft.com/.default`.
     pub fn mde_base(&self) -> String {
         format!("{}/mde/api", self.inner.base_url)
+    }
+
+    /// Log Analytics query API base, standing in for `https://api.loganalytics.azure.com`.
+    /// Tokens must be issued for the scope `https://api.loganalytics.io/.default`.
+    pub fn loganalytics_base(&self) -> String {
+        format!("{}/loganalytics", self.inner.base_url)
     }
 
     pub fn opsramp_base(&self) -> String {
@@ -601,6 +665,65 @@ impl Sim {
     /// [`SimHuntingCall`]).
     pub fn hunting_queries(&self) -> Vec<SimHuntingCall> {
         lock(&self.inner.hunting).calls.clone()
+    }
+
+    /// Registers a Log Analytics workspace of one tenant (ids are compared case-insensitively).
+    /// Only that tenant's tokens may query it; a workspace never added answers 403.
+    ///
+    /// # Panics
+    /// On an unknown `azure_tenant_id`.
+    pub fn add_workspace(&self, azure_tenant_id: &str, workspace_id: &str) {
+        let tenant = self
+            .inner
+            .tenant_index(azure_tenant_id)
+            .unwrap_or_else(|| panic!("add_workspace: no simulated tenant {azure_tenant_id}"));
+        lock(&self.inner.loganalytics)
+            .workspaces
+            .insert(workspace_id.to_lowercase(), tenant);
+    }
+
+    /// Appends rows that a workspace's query for `rule_id` answers. Each row is an object with
+    /// `Actor`, `Target`, `Operation`, `Detail` (strings; a missing one is served empty) and
+    /// optionally `TimeGenerated` (RFC 3339): with it the row is served when that time is in the
+    /// query's window, without it the row is placed inside every window asked. Other keys are
+    /// served as extra columns.
+    ///
+    /// # Panics
+    /// On a workspace never added, a row that is not an object or an unreadable
+    /// `TimeGenerated`: mistakes in the test or scenario set-up.
+    pub fn add_log_rows(&self, workspace_id: &str, rule_id: &str, rows: Vec<serde_json::Value>) {
+        let ws = workspace_id.to_lowercase();
+        let mut state = lock(&self.inner.loganalytics);
+        assert!(
+            state.workspaces.contains_key(&ws),
+            "add_log_rows: workspace {workspace_id} was not added"
+        );
+        let list = state.rows.entry((ws, rule_id.to_string())).or_default();
+        for r in rows {
+            let serde_json::Value::Object(m) = r else {
+                panic!("add_log_rows: a row is not an object: {r}");
+            };
+            if let Some(t) = m.get("TimeGenerated") {
+                assert!(
+                    t.as_str().and_then(hunting::parse_instant).is_some(),
+                    "add_log_rows: TimeGenerated {t} is not an RFC 3339 time"
+                );
+            }
+            list.push(m);
+        }
+    }
+
+    /// How queries for `rule_id` are answered from now on (`"*"`: every rule without a mode
+    /// of its own).
+    pub fn set_loganalytics_mode(&self, rule_id: &str, mode: LogAnalyticsMode) {
+        lock(&self.inner.loganalytics)
+            .modes
+            .insert(rule_id.to_string(), mode);
+    }
+
+    /// Every Log Analytics query with a valid token, in order (see [`SimLogQuery`]).
+    pub fn loganalytics_queries(&self) -> Vec<SimLogQuery> {
+        lock(&self.inner.loganalytics).calls.clone()
     }
 
     pub fn stats(&self) -> SimStats {

@@ -319,7 +319,7 @@ async fn each_query_id_returns_its_schema_and_rows() {
                 "City",
                 "Application",
                 "ErrorCode",
-                "RiskLevelDuringSignIn",
+                "RiskLevelAggregated",
             ],
             &[("AccountObjectId", OID), ("AccountUpn", UPN)],
         ),
@@ -388,7 +388,7 @@ async fn each_query_id_returns_its_schema_and_rows() {
     assert_eq!(countries.iter().filter(|c| **c != "JP").count(), 1, "{v}");
     assert!(rows(&v)
         .iter()
-        .any(|r| r["Country"] != "JP" && r["RiskLevelDuringSignIn"] == 100));
+        .any(|r| r["Country"] != "JP" && r["RiskLevelAggregated"] == 100));
     // The recipients summary lists the bound recipient.
     let (_, v) = hunt(&sim, &c, &tok, &render("mdo-recipients", mail, week)).await;
     assert!(rows(&v)

@@ -19,6 +19,9 @@ use crate::ports::{AlertSource, FetchedItem};
 pub use azure_core::credentials::Secret;
 
 pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+/// The Log Analytics query API (`api.loganalytics.azure.com`, also `.io`) takes tokens for
+/// this resource, whichever host is called.
+pub const LOGANALYTICS_SCOPE: &str = "https://api.loganalytics.io/.default";
 
 #[derive(Debug, Clone)]
 pub struct GraphConfig {

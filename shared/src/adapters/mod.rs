@@ -15,6 +15,7 @@ pub mod graph;
 pub mod http;
 pub mod hunting;
 pub mod identity;
+pub mod loganalytics;
 pub mod mde;
 pub mod mdo;
 pub mod opsramp;

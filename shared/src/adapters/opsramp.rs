@@ -617,6 +617,9 @@ impl crate::ports::Inquiries for OpsRampClient {
             &["serviceRequests", "search"],
             &[("queryString", "status:New,Open,Pending,On Hold")],
             |r| {
+                if is_our_notice(r) {
+                    return false;
+                }
                 match inquiry_from(r) {
                     Some(i) => out.push(i),
                     None => bad += 1,
@@ -669,6 +672,52 @@ impl crate::ports::Inquiries for OpsRampClient {
             r.get("extTicketResponseId").and_then(Value::as_str) == Some(ext_id)
         })
         .await
+    }
+}
+
+/// A service request we sent ourselves — an activity digest (`mss-<tenant>-digest-<yyyymmdd>`,
+/// `steps::digest`) or a monthly report (`mss-<tenant>-report-<yyyymm>`,
+/// `steps::deliver_report`): a notice to the customer, not an inquiry, so the tracker sets no
+/// due date on it (an update would mail the customer again) and never reminds or escalates.
+fn is_our_notice(r: &Value) -> bool {
+    r.get("extTicketId")
+        .and_then(Value::as_str)
+        .is_some_and(|e| {
+            e.starts_with("mss-") && (e.contains("-digest-") || e.contains("-report-"))
+        })
+}
+
+/// Activity digests go out as one service request each, mailed by OpsRamp to `toEmail`/`cc`.
+#[async_trait]
+impl crate::steps::digest::DigestDelivery for OpsRampClient {
+    async fn find(&self, ext_ticket_id: &str) -> anyhow::Result<Option<String>> {
+        self.find_service_request(ext_ticket_id).await
+    }
+
+    async fn create(&self, n: &crate::steps::digest::DigestNotice) -> anyhow::Result<String> {
+        let mut body = json!({
+            "subject": n.subject,
+            "description": n.description,
+            "extTicketId": n.ext_ticket_id,
+        });
+        if let Some(to) = &n.to_email {
+            body["toEmail"] = json!(to);
+        }
+        if let Some(cc) = &n.cc {
+            body["cc"] = json!(cc);
+        }
+        // A second request would be a second mail: after a time-out or a 5xx, look for it by
+        // extTicketId before posting again.
+        let v = self
+            .post_once(
+                self.url(&["serviceRequests"])?,
+                &body,
+                Probe::ServiceRequest {
+                    ext_ticket_id: &n.ext_ticket_id,
+                },
+            )
+            .await?;
+        ticket_id(&v)
     }
 }
 

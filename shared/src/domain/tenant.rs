@@ -97,6 +97,9 @@ pub struct TenantFile {
     /// First-response guardrails (optional; every action off by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<super::response::ResponseFile>,
+    /// Log analysis over the customer's Sentinel workspace (R-LOG; optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_analysis: Option<LogAnalysisFile>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -155,7 +158,51 @@ pub struct SentinelFile {
     pub incident_min_severity: Severity,
 }
 
+/// How often the activity digest (R-LOG-ACTIVITY) goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestCadence {
+    /// Every JST day, 00:00–24:00.
+    #[default]
+    Daily,
+    /// Every JST week, Monday 00:00 to the next Monday 00:00.
+    Weekly,
+}
+
+impl DigestCadence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestCadence::Daily => "daily",
+            DigestCadence::Weekly => "weekly",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogAnalysisFile {
+    /// The Log Analytics workspace (Sentinel) id, a GUID.
+    pub workspace_id: String,
+    #[serde(default)]
+    pub digest: DigestCadence,
+    /// UPNs of the customer's emergency-access accounts, bound into the activity rules.
+    #[serde(default)]
+    pub break_glass_accounts: Vec<String>,
+    /// Activity rule ids (`// id:` of the rule files) not run for this customer.
+    #[serde(default)]
+    pub disabled_rules: Vec<String>,
+}
+
 // ---- the validated tenant ----
+
+/// `[log_analysis]` as validated: ids lower-cased, lists trimmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAnalysis {
+    pub workspace_id: String,
+    pub digest: DigestCadence,
+    pub break_glass_accounts: Vec<String>,
+    pub disabled_rules: Vec<String>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -194,6 +241,7 @@ pub struct Tenant {
     pub idp_incident_min: Option<Severity>,
     pub sentinel_incident_min: Option<Severity>,
     pub response: super::response::ResponseFile,
+    pub log_analysis: Option<LogAnalysis>,
     /// The file as given, kept so the tenant can be stored and shown exactly as agreed.
     pub source: TenantFile,
 }
@@ -409,6 +457,10 @@ impl Tenant {
                 })
             }
         };
+        let log_analysis = match &f.log_analysis {
+            None => None,
+            Some(l) => Some(log_analysis(l)?),
+        };
         Ok(Tenant {
             id: f.id.clone(),
             name: f.name.trim().to_string(),
@@ -422,6 +474,7 @@ impl Tenant {
             idp_incident_min: f.idp.as_ref().map(|i| i.incident_min_risk.severity()),
             sentinel_incident_min: f.sentinel.as_ref().map(|s| s.incident_min_severity),
             response: f.response.clone().unwrap_or_default(),
+            log_analysis,
             source: file,
         })
     }
@@ -493,6 +546,79 @@ fn policies(
         });
     }
     Ok(out)
+}
+
+fn log_analysis(l: &LogAnalysisFile) -> Result<LogAnalysis, ConfigError> {
+    let ws = l.workspace_id.trim();
+    if !valid_guid(ws) {
+        return Err(err(
+            "log_analysis.workspace_id",
+            format!(
+                "{:?} is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx): the Log Analytics workspace id, shown as \"Workspace ID\" on the workspace's overview page",
+                l.workspace_id
+            ),
+        ));
+    }
+    let mut accounts: Vec<String> = Vec::new();
+    for (i, a) in l.break_glass_accounts.iter().enumerate() {
+        let a = a.trim();
+        if !valid_upn(a) {
+            return Err(err(
+                format!("log_analysis.break_glass_accounts[{i}]"),
+                format!("{a:?} is not a user principal name (name@domain)"),
+            ));
+        }
+        if accounts.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+            return Err(err(
+                format!("log_analysis.break_glass_accounts[{i}]"),
+                format!("{a:?} is listed twice"),
+            ));
+        }
+        accounts.push(a.to_string());
+    }
+    let mut disabled: Vec<String> = Vec::new();
+    for (i, r) in l.disabled_rules.iter().enumerate() {
+        let r = r.trim();
+        if r.is_empty()
+            || !r
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(err(
+                format!("log_analysis.disabled_rules[{i}]"),
+                format!("{r:?} is not a rule id (lowercase letters, digits and '-', as in the rule file's `// id:`)"),
+            ));
+        }
+        if disabled.iter().any(|x| x == r) {
+            return Err(err(
+                format!("log_analysis.disabled_rules[{i}]"),
+                format!("{r:?} is listed twice"),
+            ));
+        }
+        disabled.push(r.to_string());
+    }
+    Ok(LogAnalysis {
+        workspace_id: ws.to_lowercase(),
+        digest: l.digest,
+        break_glass_accounts: accounts,
+        disabled_rules: disabled,
+    })
+}
+
+/// A UPN as Entra accepts it is stricter than this; only what would make the value
+/// ambiguous is refused here (white space, control characters, a second `@`). Quotes are not
+/// refused: the value reaches KQL only as an escaped string literal.
+fn valid_upn(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && s.chars().count() <= 256
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn valid_id(s: &str) -> bool {
@@ -624,6 +750,73 @@ incident_min_risk = "high"
         ))
         .unwrap_err();
         assert_eq!(e.field, "response.mdo", "{e}");
+    }
+
+    #[test]
+    fn log_analysis_is_optional_and_validated_like_the_rest() {
+        assert!(Tenant::from_toml(FULL).unwrap().log_analysis.is_none());
+        let with = |extra: &str| Tenant::from_toml(&format!("{FULL}[log_analysis]\n{extra}"));
+        let t = with("workspace_id = \"1E2D3C4B-5A69-4788-9A0B-1C2D3E4F5A6B\"\n").unwrap();
+        let l = t.log_analysis.unwrap();
+        assert_eq!(l.workspace_id, "1e2d3c4b-5a69-4788-9a0b-1c2d3e4f5a6b");
+        assert_eq!(l.digest, DigestCadence::Daily);
+        assert!(l.break_glass_accounts.is_empty() && l.disabled_rules.is_empty());
+        let t = with(
+            "workspace_id = \"1e2d3c4b-5a69-4788-9a0b-1c2d3e4f5a6b\"\ndigest = \"weekly\"\n\
+             break_glass_accounts = [\"bg-admin01@kaede.onmicrosoft.com\", \"o'hara.bg@kaede.example\"]\n\
+             disabled_rules = [\"guest-invited\"]\n",
+        )
+        .unwrap();
+        let l = t.log_analysis.as_ref().unwrap();
+        assert_eq!(l.digest, DigestCadence::Weekly);
+        assert_eq!(l.break_glass_accounts[1], "o'hara.bg@kaede.example");
+        assert_eq!(l.disabled_rules, ["guest-invited"]);
+        // Kept as given, so the stored tenant validates again.
+        let again = Tenant::validate(t.source.clone()).unwrap();
+        assert_eq!(again.log_analysis, t.log_analysis);
+
+        let ws = "workspace_id = \"1e2d3c4b-5a69-4788-9a0b-1c2d3e4f5a6b\"\n";
+        for (extra, field, msg) in [
+            (
+                "workspace_id = \"my-workspace\"\n".to_string(),
+                "log_analysis.workspace_id",
+                "GUID",
+            ),
+            (
+                "digest = \"daily\"\n".to_string(),
+                "log_analysis",
+                "workspace_id",
+            ),
+            (
+                format!("{ws}digest = \"monthly\"\n"),
+                "log_analysis.digest",
+                "weekly",
+            ),
+            (
+                format!("{ws}break_glass_accounts = [\"bg admin@kaede.example\"]\n"),
+                "log_analysis.break_glass_accounts[0]",
+                "principal",
+            ),
+            (
+                format!("{ws}break_glass_accounts = [\"a@kaede.example\", \"A@kaede.example\"]\n"),
+                "log_analysis.break_glass_accounts[1]",
+                "twice",
+            ),
+            (
+                format!("{ws}disabled_rules = [\"Guest Invited\"]\n"),
+                "log_analysis.disabled_rules[0]",
+                "rule id",
+            ),
+            (
+                format!("{ws}workspace = \"x\"\n"),
+                "log_analysis.workspace",
+                "unknown field",
+            ),
+        ] {
+            let e = with(&extra).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.to_string().contains(msg), "{e} should mention {msg}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::ports::{AlertSource, Clock, Queue, Store, Tickets};
 
 pub mod classify;
 pub mod deliver_report;
+pub mod digest;
 pub mod fetch;
 pub mod inquiries;
 pub mod investigate;
