@@ -1,7 +1,6 @@
 //! Classify: one stored alert version → one recorded decision; incidents go on to the
 //! ticket queue.
 
-use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
 
 use super::Deps;
@@ -15,22 +14,7 @@ pub struct ClassifyOutcome {
 }
 
 pub async fn run(deps: &Deps, msg: &AlertRef) -> anyhow::Result<ClassifyOutcome> {
-    let tenant = deps
-        .store
-        .get_tenant(&msg.tenant)
-        .await?
-        .ok_or_else(|| anyhow!("tenant {} is not registered", msg.tenant))?;
-    let alert = deps
-        .store
-        .get_alert_version(&tenant.id, &msg.alert_id, msg.last_update)
-        .await?
-        .ok_or_else(|| {
-            anyhow!(
-                "alert {:?} version {} is not stored",
-                msg.alert_id,
-                msg.last_update
-            )
-        })?;
+    let (tenant, alert) = super::load_version(deps, msg).await?;
     let previous = deps.store.get_decision(&tenant.id, &alert.id).await?;
     let decision = classify(&tenant, &alert, previous.as_ref().map(|p| p.kind));
     if decision.tenant_mismatch {

@@ -122,22 +122,7 @@ pub async fn run(deps: &Deps, msg: &AlertRef, rerun: bool) -> anyhow::Result<Inv
         .investigate
         .as_ref()
         .ok_or_else(|| anyhow!("investigation is not set up in this deployment"))?;
-    let tenant = deps
-        .store
-        .get_tenant(&msg.tenant)
-        .await?
-        .ok_or_else(|| anyhow!("tenant {} is not registered", msg.tenant))?;
-    let alert = deps
-        .store
-        .get_alert_version(&tenant.id, &msg.alert_id, msg.last_update)
-        .await?
-        .ok_or_else(|| {
-            anyhow!(
-                "alert {:?} version {} is not stored",
-                msg.alert_id,
-                msg.last_update
-            )
-        })?;
+    let (tenant, alert) = super::load_version(deps, msg).await?;
     let check = classify(&tenant, &alert, None);
     if check.tenant_mismatch {
         bail!(

@@ -58,3 +58,28 @@ pub struct Deps {
     /// Investigation reports (hunting, user lookup); `None` where not set up.
     pub investigate: Option<Arc<investigate::InvestigateDeps>>,
 }
+
+/// The tenant and the stored alert version a message names: every alert step starts here.
+/// Both must exist — a message never carries the alert itself (see `messages`).
+pub async fn load_version(
+    deps: &Deps,
+    msg: &crate::messages::AlertRef,
+) -> anyhow::Result<(crate::domain::tenant::Tenant, crate::domain::alert::Alert)> {
+    let tenant = deps
+        .store
+        .get_tenant(&msg.tenant)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("tenant {} is not registered", msg.tenant))?;
+    let alert = deps
+        .store
+        .get_alert_version(&tenant.id, &msg.alert_id, msg.last_update)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "alert {:?} version {} is not stored",
+                msg.alert_id,
+                msg.last_update
+            )
+        })?;
+    Ok((tenant, alert))
+}

@@ -117,22 +117,7 @@ pub async fn plan(deps: &Deps, msg: &AlertRef) -> anyhow::Result<Vec<ActionRecor
     let Some(rd) = deps.respond.clone() else {
         return Ok(vec![]);
     };
-    let tenant = deps
-        .store
-        .get_tenant(&msg.tenant)
-        .await?
-        .ok_or_else(|| anyhow!("tenant {} is not registered", msg.tenant))?;
-    let alert = deps
-        .store
-        .get_alert_version(&tenant.id, &msg.alert_id, msg.last_update)
-        .await?
-        .ok_or_else(|| {
-            anyhow!(
-                "alert {:?} version {} is not stored",
-                msg.alert_id,
-                msg.last_update
-            )
-        })?;
+    let (tenant, alert) = super::load_version(deps, msg).await?;
     let product = alert
         .fields
         .service_source

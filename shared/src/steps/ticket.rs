@@ -41,22 +41,7 @@ fn ext_response_id(alert_id: &str, last_update: DateTime<Utc>) -> String {
 }
 
 pub async fn run(deps: &Deps, msg: &AlertRef) -> anyhow::Result<TicketOutcome> {
-    let tenant = deps
-        .store
-        .get_tenant(&msg.tenant)
-        .await?
-        .ok_or_else(|| anyhow!("tenant {} is not registered", msg.tenant))?;
-    let alert = deps
-        .store
-        .get_alert_version(&tenant.id, &msg.alert_id, msg.last_update)
-        .await?
-        .ok_or_else(|| {
-            anyhow!(
-                "alert {:?} version {} is not stored",
-                msg.alert_id,
-                msg.last_update
-            )
-        })?;
+    let (tenant, alert) = super::load_version(deps, msg).await?;
     // Re-checked here, not trusted from the message: a ticket is the one thing that must
     // never go to the wrong customer.
     let check = classify(&tenant, &alert, None);
