@@ -997,43 +997,13 @@ impl Store for DynamoStore {
         // A day past now: a version stamped by a clock slightly ahead of ours may already be
         // filed under next month.
         let until = std::cmp::max(Utc::now() + Duration::days(1), since);
-        let mut newest: HashMap<String, (String, Item)> = HashMap::new();
-        for month in months(since, until) {
-            for k in self.month_keys(tenant, &month, since).await? {
-                if k.get("pk") != Some(&pk(tenant)) {
-                    continue;
-                }
-                let Some((at, id)) = opt_s(&k, "gsi1sk").and_then(|v| v.split_once('#')) else {
-                    continue;
-                };
-                let (at, id) = (at.to_string(), id.to_string());
-                if newest.get(&id).is_none_or(|(cur, _)| at > *cur) {
-                    let key: Item = [("pk", k.get("pk")), ("sk", k.get("sk"))]
-                        .into_iter()
-                        .filter_map(|(n, v)| v.map(|v| (n.to_string(), v.clone())))
-                        .collect();
-                    newest.insert(id, (at, key));
-                }
-            }
-        }
-        let items = self
-            .get_many(newest.into_values().map(|(_, k)| k).collect())
-            .await?;
-        let mut out = Vec::with_capacity(items.len());
-        for i in &items {
-            let id = get_s(i, "alert_id")?;
-            let p = get_s(i, "product")?;
-            let product =
-                Product::parse(p).ok_or_else(|| anyhow!("stored alert {id}: product {p:?}"))?;
-            let v: serde_json::Value = serde_json::from_slice(&self.body_of(i).await?)?;
-            let alert = Alert::from_value(v).map_err(|e| anyhow!("stored alert {id}: {e}"))?;
-            out.push((product, alert));
-        }
-        out.sort_by(|(_, a), (_, b)| {
-            b.last_update
-                .cmp(&a.last_update)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        let mut out = Vec::new();
+        self.scan_alerts(tenant, since, until, &mut |p, a| {
+            out.push((p, a));
+            Ok(())
+        })
+        .await?;
+        super::newest_first(&mut out);
         Ok(out)
     }
 

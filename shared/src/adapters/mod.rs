@@ -7,6 +7,15 @@ pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
+/// `Store::recent_alerts`' order: newest first, then by id.
+pub(crate) fn newest_first(v: &mut [(crate::domain::alert::Product, crate::domain::alert::Alert)]) {
+    v.sort_by(|(_, a), (_, b)| {
+        b.last_update
+            .cmp(&a.last_update)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}
+
 #[cfg(feature = "aws")]
 pub mod aws;
 #[cfg(feature = "aws")]

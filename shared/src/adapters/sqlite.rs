@@ -684,28 +684,16 @@ impl Store for SqliteStore {
         tenant: &str,
         since: DateTime<Utc>,
     ) -> anyhow::Result<Vec<(Product, Alert)>> {
-        let rows: Vec<(String, String, String)> = self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT a.alert_id, a.product, a.body FROM alert_versions a
-                 WHERE a.tenant = ?1 AND a.last_update >= ?2
-                   AND a.last_update = (SELECT MAX(b.last_update) FROM alert_versions b
-                                        WHERE b.tenant = a.tenant AND b.alert_id = a.alert_id)
-                 ORDER BY a.last_update DESC, a.alert_id",
-            )?;
-            let rows = st.query_map(params![tenant, ts(since)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-            rows.collect()
-        })?;
-        rows.into_iter()
-            .map(|(id, p, body)| {
-                let product = Product::parse(&p)
-                    .ok_or_else(|| anyhow!("stored alert {id}: product {p:?}"))?;
-                let v: serde_json::Value = serde_json::from_str(&body)?;
-                let alert = Alert::from_value(v).map_err(|e| anyhow!("stored alert {id}: {e}"))?;
-                Ok((product, alert))
-            })
-            .collect()
+        // The same newest-version-per-alert read as the report's scan, with no upper bound.
+        let far = DateTime::<Utc>::from_timestamp(253_402_300_799, 0).expect("9999-12-31");
+        let mut out = Vec::new();
+        self.scan_alerts(tenant, since, far, &mut |p, a| {
+            out.push((p, a));
+            Ok(())
+        })
+        .await?;
+        super::newest_first(&mut out);
+        Ok(out)
     }
 
     async fn scan_alerts(
