@@ -388,6 +388,10 @@ enum SimCmd {
         listen: String,
         #[arg(long)]
         ca_out: PathBuf,
+        /// Also write DIR/mss.toml, DIR/secrets.toml (mode 0600) and DIR/tenant-<id>.toml
+        /// for the embedded commands (`mss run --config DIR/mss.toml`, preflight, backfill).
+        #[arg(long)]
+        write_config: Option<PathBuf>,
     },
 }
 
@@ -600,11 +604,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     scenario,
                     listen,
                     ca_out,
+                    write_config,
                 },
         } => {
             let sc = scenario::Scenario::load(&scenario)
                 .map_err(|e| anyhow::Error::new(UsageErr(format!("{e:#}"))))?;
-            runtime()?.block_on(simserve::serve(sc, &listen, &ca_out))?;
+            runtime()?.block_on(simserve::serve(
+                sc,
+                &listen,
+                &ca_out,
+                write_config.as_deref(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
     }

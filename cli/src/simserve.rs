@@ -10,7 +10,12 @@ use mss_sim::{Sim, SimConfig, SimTenant};
 
 use crate::scenario::Scenario;
 
-pub async fn serve(sc: Scenario, listen: &str, ca_out: &Path) -> anyhow::Result<()> {
+pub async fn serve(
+    sc: Scenario,
+    listen: &str,
+    ca_out: &Path,
+    write_config: Option<&Path>,
+) -> anyhow::Result<()> {
     let tenants = sc.tenants()?;
     let addr: std::net::SocketAddr = listen
         .parse()
@@ -56,6 +61,41 @@ pub async fn serve(sc: Scenario, listen: &str, ca_out: &Path) -> anyhow::Result<
             "client_id": format!("{}-app", t.id), "client_secret": format!("sim-secret-{}", t.id)
         })).collect::<Vec<_>>(),
     });
+    if let Some(dir) = write_config {
+        let ca = std::fs::canonicalize(ca_out).unwrap_or_else(|_| ca_out.to_path_buf());
+        let creds: Vec<(String, String, String)> = tenants
+            .iter()
+            .map(|t| {
+                (
+                    t.id.clone(),
+                    format!("{}-app", t.id),
+                    format!("sim-secret-{}", t.id),
+                )
+            })
+            .collect();
+        let cfg = shared::embedded::write_for_simulator(
+            dir,
+            &sim.authority_host(),
+            &sim.graph_base(),
+            &sim.graph_beta_base(),
+            &sim.mde_base(),
+            &sim.loganalytics_base(),
+            &sim.opsramp_base(),
+            "client_1234",
+            &ca,
+            ("mss-soc", "sim-secret-opsramp"),
+            &creds,
+        )?;
+        for t in &tenants {
+            let f = dir.join(format!("tenant-{}.toml", t.id));
+            std::fs::write(&f, toml::to_string(&t.source)?)
+                .with_context(|| format!("writing {}", f.display()))?;
+        }
+        eprintln!(
+            "wrote {} (with secrets.toml and tenant-*.toml beside it)",
+            cfg.display()
+        );
+    }
     println!("{}", serde_json::to_string_pretty(&info)?);
     eprintln!("serving until Ctrl-C");
     tokio::signal::ctrl_c()

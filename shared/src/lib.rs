@@ -8,6 +8,8 @@ pub mod adapters;
 #[doc(hidden)]
 pub mod conformance;
 pub mod domain;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod messages;

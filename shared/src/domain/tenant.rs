@@ -100,6 +100,28 @@ pub struct TenantFile {
     /// Log analysis over the customer's Sentinel workspace (R-LOG; optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_analysis: Option<LogAnalysisFile>,
+    /// Kept by `mss tenant put/disable` in the stored record, never written in a tenant
+    /// file (`Tenant::from_toml` refuses it): the operator's file says what was agreed, the
+    /// store says what state the contract is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
+}
+
+/// Where a tenant's contract stands (seed §6.3, §6.4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    /// Set by `mss tenant disable`: no fetch and no action from then on; data kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_by: Option<String>,
+    /// A change of products agreed this month takes effect on the first day of the next
+    /// JST month (§6.3): until `products_from`, the tenant keeps `products_before`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub products_before: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub products_from: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -262,6 +284,12 @@ impl Tenant {
                 toml_message(e.inner()),
             )
         })?;
+        if file.lifecycle.is_some() {
+            return Err(err(
+                "lifecycle",
+                "is kept by `mss tenant put/disable`, not written in a tenant file",
+            ));
+        }
         Tenant::validate(file)
     }
 
@@ -283,6 +311,25 @@ impl Tenant {
 
     pub fn subscribes(&self, p: Product) -> bool {
         self.products.contains(&p)
+    }
+
+    /// When the tenant was disabled (`mss tenant disable`); `None` while active.
+    pub fn disabled_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.source.lifecycle.as_ref().and_then(|l| l.disabled_at)
+    }
+
+    /// The tenant as it stands at `now`: before a scheduled product change takes effect,
+    /// the products it had before. Every step that loads a tenant goes through this.
+    pub fn at(mut self, now: chrono::DateTime<chrono::Utc>) -> Tenant {
+        let Some(l) = &self.source.lifecycle else {
+            return self;
+        };
+        if let (Some(before), Some(from)) = (&l.products_before, l.products_from) {
+            if now < from {
+                self.products = before.iter().filter_map(|p| Product::parse(p)).collect();
+            }
+        }
+        self
     }
 
     pub fn validate(file: TenantFile) -> Result<Tenant, ConfigError> {

@@ -28,7 +28,13 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
         .store
         .get_tenant(tenant_id)
         .await?
-        .ok_or_else(|| anyhow!("tenant {tenant_id} is not registered"))?;
+        .ok_or_else(|| anyhow!("tenant {tenant_id} is not registered"))?
+        .at(deps.clock.now());
+    if let Some(at) = tenant.disabled_at() {
+        return Err(anyhow!(
+            "tenant {tenant_id} is disabled (since {at}); `mss tenant enable` resumes it"
+        ));
+    }
     if !tenant.subscribes(product) {
         return Err(anyhow!(
             "tenant {tenant_id} does not subscribe to {product}"
@@ -103,7 +109,16 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
 pub async fn run_all(
     deps: &Deps,
 ) -> anyhow::Result<Vec<Result<FetchOutcome, (String, String, String)>>> {
-    let tenants = deps.store.list_tenants().await?;
+    let now = deps.clock.now();
+    // A disabled tenant is not fetched at all; a product change not yet in effect is not.
+    let tenants: Vec<_> = deps
+        .store
+        .list_tenants()
+        .await?
+        .into_iter()
+        .filter(|t| t.disabled_at().is_none())
+        .map(|t| t.at(now))
+        .collect();
     // Bounded: Graph allows 150 requests/min per tenant, but the process's sockets, the
     // store's write capacity and Lambda's memory do not scale with the tenant count.
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(

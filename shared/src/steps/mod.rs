@@ -69,7 +69,8 @@ pub async fn load_version(
         .store
         .get_tenant(&msg.tenant)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("tenant {} is not registered", msg.tenant))?;
+        .ok_or_else(|| anyhow::anyhow!("tenant {} is not registered", msg.tenant))?
+        .at(deps.clock.now());
     let alert = deps
         .store
         .get_alert_version(&tenant.id, &msg.alert_id, msg.last_update)

@@ -118,6 +118,10 @@ pub async fn plan(deps: &Deps, msg: &AlertRef) -> anyhow::Result<Vec<ActionRecor
         return Ok(vec![]);
     };
     let (tenant, alert) = super::load_version(deps, msg).await?;
+    if tenant.disabled_at().is_some() {
+        tracing::info!(tenant = %tenant.id, "tenant disabled: no first response");
+        return Ok(vec![]);
+    }
     let product = alert
         .fields
         .service_source
@@ -544,7 +548,13 @@ async fn resume(
         .store
         .get_tenant(&rec.tenant)
         .await?
-        .ok_or_else(|| anyhow!("tenant {} is not registered", rec.tenant))?;
+        .ok_or_else(|| anyhow!("tenant {} is not registered", rec.tenant))?
+        .at(now);
+    if tenant.disabled_at().is_some() {
+        // Disabled: nothing more is sent to the customer's products; the record stays as
+        // it is, so re-enabling the tenant resumes it.
+        return Ok(rec);
+    }
     let go = match rec.status {
         ActionStatus::Requesting => true,
         _ if rec.approved_by.is_some() => true,
