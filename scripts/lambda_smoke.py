@@ -25,7 +25,7 @@ ENDPOINT = os.environ.get("MSS_TEST_AWS_ENDPOINT") or sys.exit("lambda_smoke: MS
 # cargo's own rule: CARGO_TARGET_DIR when set, else target/ in the workspace.
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 MSS = os.path.join(TARGET, "debug", "mss")
-FUNCTIONS = ["fetch-alerts", "classify", "create-ticket", "investigate", "monthly-report"]
+FUNCTIONS = ["fetch-alerts", "classify", "create-ticket", "investigate", "monthly-report", "rerun"]
 AZ = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 
 
@@ -131,7 +131,7 @@ def main():
                       MSS_EXTRA_CA_FILE=ca, RUST_LOG="info")
         sqs = boto3.client("sqs", endpoint_url=ENDPOINT, region_name="ap-northeast-1")
 
-        def invoke(fn, payload):
+        def invoke(fn, payload, expect_error=False):
             """Start the function's real binary, invoke it once through the runtime API, stop it."""
             p = subprocess.Popen([bins[fn]], env=dict(fn_env, AWS_LAMBDA_FUNCTION_NAME=fn),
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -142,6 +142,10 @@ def main():
             finally:
                 p.terminate()
                 logs = p.communicate(timeout=10)[0]
+            if expect_error:
+                if r.returncode == 0:
+                    fail(f"invoke {fn}: expected a function error, got {r.stdout}")
+                return r.stdout + r.stderr, logs
             if r.returncode != 0:
                 fail(f"invoke {fn} failed:\n{r.stdout}\n{r.stderr}\nfunction log:\n{logs[-3000:]}")
             return json.loads(r.stdout), logs
@@ -201,6 +205,26 @@ def main():
         if not str(out.get("ticket_id", "")).startswith("INC") or out.get("actions") != ["already_applied"]:
             fail(f"manual create-ticket rerun: {out}")
         print(f"  manual rerun: ticket {out['ticket_id']}, {out['actions']}")
+
+        # The operator's rerun function: back onto the ticket queue, marked as a rerun; the
+        # create-ticket function then finds the ticket and repeats nothing.
+        out, logs = invoke("rerun", {"tenant": body["tenant"], "alert": body["alert_id"], "from": "ticket"})
+        if out.get("queued") != 1 or out.get("queue") != "ticket":
+            fail(f"rerun from ticket: {out}\n{logs[-2000:]}")
+        rmsgs, rev = sqs_event(prov["ticket_queue_url"])
+        if len(rmsgs) != 1 or json.loads(rmsgs[0]["Body"]).get("rerun") != "again":
+            fail(f"rerun: expected one message marked rerun on the ticket queue, got {[m['Body'] for m in rmsgs]}")
+        out, _ = invoke("create-ticket", rev)
+        if out != {"batchItemFailures": []}:
+            fail(f"create-ticket on the rerun message: {out}")
+        sqs.delete_message(QueueUrl=prov["ticket_queue_url"], ReceiptHandle=rmsgs[0]["ReceiptHandle"])
+        out, _ = invoke("rerun", {"runs": {}})
+        if out.get("runs") != []:
+            fail(f"rerun runs: expected nothing failed or stuck, got {out}")
+        err, _ = invoke("rerun", {"tenant": body["tenant"], "alert": "da-does-not-exist", "from": "ticket"}, expect_error=True)
+        if "has no stored alert" not in err:
+            fail(f"rerun of a missing alert: expected a clear refusal, got {err}")
+        print("  rerun: one message back on the ticket queue, handled without repeating; runs: none failed; a missing alert refused")
 
         # The monthly report of this month so far: a manual draft into S3 (SSE-S3), then the
         # operator's send (one OpsRamp service request), then a second send that does nothing.

@@ -14,10 +14,14 @@ use shared::domain::calendar::{self, Calendar, InquiryKind};
 use shared::domain::classify::classify;
 use shared::domain::tenant::Tenant;
 
+mod backfill;
 mod bench;
 mod demo;
+mod ops;
+mod preflight;
 mod scenario;
 mod simserve;
+mod tenant_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -93,10 +97,10 @@ enum Cmd {
         tenant: PathBuf,
         alerts: PathBuf,
     },
-    /// Tenant configuration.
+    /// Tenants: validate, put, list, show, disable, enable, purge, offboard.
     Tenant {
         #[command(subcommand)]
-        cmd: TenantCmd,
+        cmd: tenant_cmd::TenantCmd,
     },
     /// The JST business calendar.
     Calendar {
@@ -140,6 +144,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DlqCmd,
     },
+    /// Run the pipeline on this machine against the endpoints of an embedded configuration
+    /// (mss.toml), cycle by cycle.
+    Run(ops::RunArgs),
+    /// Rerun one alert or incident from a step; what was done before is not done again.
+    Rerun(ops::RerunArgs),
+    /// Failed, dead-lettered and stuck work across tenants (`mss runs --failed`).
+    Runs(ops::RunsArgs),
+    /// Check a tenant's permissions and the OpsRamp client with minimal real calls.
+    Preflight(preflight::Args),
+    /// Read one tenant's alerts of a past window again: store, classify and count them;
+    /// ticket only young incidents unless --tickets.
+    Backfill(backfill::BackfillArgs),
     /// Local cloud tooling (emulators only).
     Cloud {
         #[command(subcommand)]
@@ -309,23 +325,6 @@ enum CloudCmd {
 }
 
 #[derive(Subcommand)]
-enum TenantCmd {
-    /// Check a tenant file; prints `ok`, or names the bad field and exits 2.
-    Validate { file: PathBuf },
-    /// Validate, then store a tenant: in the embedded state (--state DIR), or in the cloud
-    /// table (--table NAME, with --endpoint-url for an emulator).
-    Put {
-        file: PathBuf,
-        #[arg(long)]
-        state: Option<PathBuf>,
-        #[arg(long)]
-        table: Option<String>,
-        #[arg(long)]
-        endpoint_url: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
 enum CalendarCmd {
     /// `true` or `false`.
     BusinessDay { date: String },
@@ -487,51 +486,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Classify { tenant, alerts } => classify_cmd(&tenant, &alerts),
-        Cmd::Tenant {
-            cmd: TenantCmd::Validate { file },
-        } => {
-            load_tenant(&file)?;
-            println!("ok");
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Tenant {
-            cmd:
-                TenantCmd::Put {
-                    file,
-                    state,
-                    table,
-                    endpoint_url,
-                },
-        } => {
-            let t = load_tenant(&file)?;
-            let store: std::sync::Arc<dyn shared::ports::Store> = match (state, table) {
-                (Some(dir), None) => {
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                    std::sync::Arc::new(shared::adapters::sqlite::SqliteStore::open(
-                        &dir.join("mss.sqlite"),
-                    )?)
-                }
-                (None, Some(table)) => runtime()?.block_on(async {
-                    let sdk = shared::adapters::aws::sdk_config(endpoint_url.as_deref()).await;
-                    std::sync::Arc::new(shared::adapters::dynamodb::DynamoStore::from_sdk(
-                        &sdk, &table,
-                    )) as std::sync::Arc<dyn shared::ports::Store>
-                }),
-                _ => return usage("tenant put needs exactly one of --state DIR or --table NAME"),
-            };
-            runtime()?.block_on(store.put_tenant(&t))?;
-            println!(
-                "stored {} ({})",
-                t.id,
-                t.products
-                    .iter()
-                    .map(|p| p.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Tenant { cmd } => tenant_cmd::run(cmd),
         Cmd::Calendar { cmd } => calendar_cmd(cmd, &cal),
         Cmd::Sla { kind, received } => {
             let kind: InquiryKind = match kind.parse() {
@@ -575,6 +530,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Cloud { cmd } => cloud_cmd(cmd),
+        Cmd::Run(a) => ops::run(a),
+        Cmd::Rerun(a) => ops::rerun(a),
+        Cmd::Runs(a) => ops::runs(a),
+        Cmd::Preflight(a) => preflight::run(a),
+        Cmd::Backfill(a) => backfill::run(a),
         Cmd::Dlq { cmd } => dlq_cmd(cmd),
         Cmd::Sentinel { cmd } => sentinel_cmd(cmd),
         Cmd::Bench {

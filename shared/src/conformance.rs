@@ -54,6 +54,7 @@ pub async fn store_suite(store: Arc<dyn Store>, ns: &str) {
     docs(&*store, ns).await;
     budgets(store.clone(), ns).await;
     recent(&*store, ns).await;
+    purge(&*store, ns).await;
 }
 
 /// `n` characters of CJK text that barely compresses (so stored sizes stay near real ones).
@@ -749,4 +750,241 @@ pub async fn queue_suite(q: Arc<dyn Queue>, ns: &str, max_receive: u32) {
     let back = q.receive(QueueName::Ticket, 10).await.unwrap();
     assert_eq!(back.len(), 1);
     assert!(back[0].body.contains("poison"));
+}
+
+/// Everything a tenant can have in a store, written through the `Store` API. `big` adds an
+/// incompressible ≈1 MB alert body (DynamoDB keeps it in S3).
+async fn populate(s: &dyn Store, t: &str, big: bool) {
+    s.put_tenant(&tenant(t)).await.unwrap();
+    let now = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
+    // Two months of the month index, and a recent version for recent_alerts.
+    let v1 = alert("pa1", t0() - Duration::days(20), "先月の版");
+    let v2 = alert("pa1", now - Duration::minutes(5), "最新の版");
+    let v3 = alert("pa2", t0(), "別のアラート");
+    for v in [&v1, &v2, &v3] {
+        s.put_alert_version(t, Product::Mdi, v).await.unwrap();
+        s.mark_queued(t, &v.id, v.last_update).await.unwrap();
+    }
+    if big {
+        let big = alert("pa-big", t0(), &incompressible(350_000, 777));
+        s.put_alert_version(t, Product::Mdi, &big).await.unwrap();
+    }
+    s.record_malformed(t, Product::Mdi, "{\"id\": 7}", "no id", t0())
+        .await
+        .unwrap();
+    s.advance_cursor(t, Product::Mdi, t0()).await.unwrap();
+    s.put_decision(
+        t,
+        "pa1",
+        v2.last_update,
+        &decision(DecisionKind::Incident, "MDI"),
+    )
+    .await
+    .unwrap();
+    s.create_incident_intent(&intent(t, "incident:9", "pa1"))
+        .await
+        .unwrap();
+    s.set_incident_ticket(t, "incident:9", "INC0009")
+        .await
+        .unwrap();
+    s.begin_apply(t, "incident:9", "pa1", v2.last_update)
+        .await
+        .unwrap();
+    s.finish_apply(t, "incident:9", "pa1", v2.last_update)
+        .await
+        .unwrap();
+    s.once_begin(t, "inquiry:SRQ9:remind").await.unwrap();
+    s.once_finish(t, "inquiry:SRQ9:remind").await.unwrap();
+    s.create_action(&crate::ports::ActionRecord {
+        tenant: t.into(),
+        key: "incident:9|isolate|dev-1".into(),
+        incident_key: "incident:9".into(),
+        kind: crate::domain::response::ActionKind::Isolate,
+        target: "dev-1".into(),
+        status: crate::ports::ActionStatus::Succeeded,
+        reason: "テスト".into(),
+        machine_action_id: Some("ma-1".into()),
+        created_at: t0(),
+        updated_at: t0(),
+        approved_by: None,
+    })
+    .await
+    .unwrap();
+    s.put_doc(t, "report", "incident:9", "{\"title\": \"調査報告\"}")
+        .await
+        .unwrap();
+    s.put_doc(t, "user", "u-1", "{}").await.unwrap();
+    assert!(s
+        .take_budget(t, "hunt-h-purge", 1, Utc::now() + Duration::hours(1))
+        .await
+        .unwrap());
+}
+
+/// What the store shows of a tenant, through every read of the `Store` API, as text (the
+/// raw alert bodies included), so two snapshots compare byte for byte.
+async fn snapshot(s: &dyn Store, t: &str) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k}: {v}\n"));
+    line(
+        "tenant",
+        match s.get_tenant(t).await.unwrap() {
+            Some(x) => serde_json::to_string(&x.source).unwrap(),
+            None => "-".into(),
+        },
+    );
+    line(
+        "listed",
+        s.list_tenants()
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.id == t)
+            .to_string(),
+    );
+    let ids = s.list_alert_ids(t).await.unwrap();
+    line("alert_ids", format!("{ids:?}"));
+    let mut versions = Vec::new();
+    s.scan_alerts(
+        t,
+        t0() - Duration::days(400),
+        Utc::now() + Duration::days(1),
+        &mut |p, a| {
+            versions.push((a.id.clone(), a.last_update, p, a.raw.to_string()));
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    versions.sort();
+    line("newest_versions", format!("{versions:?}"));
+    let mut bodies = Vec::new();
+    for (id, at) in [
+        ("pa1", t0() - Duration::days(20)),
+        ("pa2", t0()),
+        ("pa-big", t0()),
+    ] {
+        bodies.push(
+            s.get_alert_version(t, id, at)
+                .await
+                .unwrap()
+                .map(|a| a.raw.to_string()),
+        );
+    }
+    line("bodies", format!("{bodies:?}"));
+    let recent: Vec<(String, String)> = s
+        .recent_alerts(t, Utc::now() - Duration::hours(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, a)| (a.id, a.raw.to_string()))
+        .collect();
+    line("recent", format!("{recent:?}"));
+    line("malformed", s.malformed_count(t).await.unwrap().to_string());
+    line(
+        "cursor",
+        format!("{:?}", s.get_cursor(t, Product::Mdi).await.unwrap()),
+    );
+    line(
+        "decision",
+        format!("{:?}", s.get_decision(t, "pa1").await.unwrap()),
+    );
+    line(
+        "decisions",
+        format!("{:?}", s.list_decisions(t).await.unwrap()),
+    );
+    let inc = s.get_incident(t, "incident:9").await.unwrap().map(|mut r| {
+        r.intent_at = t0(); // written with the wall clock
+        r
+    });
+    line("incident", format!("{inc:?}"));
+    line(
+        "incidents",
+        format!("{:?}", s.list_incidents(t).await.unwrap()),
+    );
+    line(
+        "applied",
+        format!("{:?}", s.applied_versions(t, "incident:9").await.unwrap()),
+    );
+    line(
+        "actions",
+        serde_json::to_string(&s.list_actions(t).await.unwrap()).unwrap(),
+    );
+    for kind in ["report", "user"] {
+        line(
+            &format!("docs {kind}"),
+            format!("{:?}", s.list_docs(t, kind).await.unwrap()),
+        );
+    }
+    out
+}
+
+async fn purge(s: &dyn Store, ns: &str) {
+    use crate::ports::OnceState;
+    // One id is a prefix of the other: nothing may match by prefix.
+    let (gone, kept) = (format!("{ns}-purge"), format!("{ns}-purge-2"));
+    populate(s, &gone, true).await;
+    populate(s, &kept, false).await;
+    let kept_before = snapshot(s, &kept).await;
+    assert!(kept_before.contains("最新の版") && kept_before.contains("INC0009"));
+    assert!(snapshot(s, &gone).await.contains("pa-big"));
+
+    let n = s.purge_tenant(&gone).await.unwrap();
+    for (kind, want) in [
+        ("tenant", 1),
+        ("alert_versions", 4),
+        ("malformed", 1),
+        ("cursors", 1),
+        ("decisions", 1),
+        ("incidents", 1),
+        ("applied", 1),
+        ("once_marks", 1),
+        ("actions", 1),
+        ("docs", 2),
+        ("budgets", 1),
+    ] {
+        assert_eq!(n.get(kind), want, "purge counts {kind}: {n}");
+    }
+
+    // Nothing of the purged tenant is left…
+    let empty = snapshot(s, &format!("{ns}-never-stored")).await;
+    assert_eq!(
+        snapshot(s, &gone).await,
+        empty,
+        "a purged tenant reads like one never stored"
+    );
+    assert_eq!(
+        s.once_begin(&gone, "inquiry:SRQ9:remind").await.unwrap(),
+        OnceState::New,
+        "once-markers are gone"
+    );
+    assert!(
+        s.take_budget(&gone, "hunt-h-purge", 1, Utc::now() + Duration::hours(1))
+            .await
+            .unwrap(),
+        "budgets are gone"
+    );
+    // …and the other tenant is exactly as it was.
+    assert_eq!(
+        snapshot(s, &kept).await,
+        kept_before,
+        "purging one tenant changed another"
+    );
+    assert_eq!(
+        s.once_begin(&kept, "inquiry:SRQ9:remind").await.unwrap(),
+        OnceState::Done
+    );
+    assert!(
+        !s.take_budget(&kept, "hunt-h-purge", 1, Utc::now() + Duration::hours(1))
+            .await
+            .unwrap(),
+        "the other tenant's budget is still spent"
+    );
+
+    // Idempotent; an unknown tenant purges nothing.
+    let again = s.purge_tenant(&gone).await.unwrap();
+    assert_eq!(again.get("tenant"), 0, "{again}");
+    assert_eq!(again.get("alert_versions"), 0, "{again}");
+    let none = s.purge_tenant(&format!("{ns}-never-stored")).await.unwrap();
+    assert_eq!(none.total(), 0, "{none}");
+    assert_eq!(snapshot(s, &kept).await, kept_before);
 }

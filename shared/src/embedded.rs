@@ -361,7 +361,10 @@ impl Embedded {
                 alerts: Arc::new(graph),
                 tickets: opsramp.clone(),
                 clock: Arc::new(SystemClock),
-                settings: Settings::default(),
+                settings: Settings {
+                    ingest_health: crate::steps::health::HealthSettings::from_embedded(self)?,
+                    ..Settings::default()
+                },
                 respond: Some(Arc::new(respond)),
                 investigate: Some(Arc::new(investigate)),
             },

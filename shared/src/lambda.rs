@@ -170,7 +170,10 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
     if let Some(p) = &env.opsramp_token_path {
         ops.token_path = p.clone();
     }
-    let opsramp = Arc::new(OpsRampClient::new(ops, secrets.opsramp().await?)?);
+    let opsramp_cred = secrets.opsramp().await?;
+    // Operator alerts about ingest go to the provider's own OpsRamp client, when set.
+    let ingest_health = steps::health::HealthSettings::from_env(&ops, opsramp_cred.clone())?;
+    let opsramp = Arc::new(OpsRampClient::new(ops, opsramp_cred)?);
     let tickets = opsramp.clone();
     // First response only where its queue is deployed.
     let respond = env.respond_queue_url.as_ref().map(|_| {
@@ -240,7 +243,10 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
             alerts,
             tickets,
             clock: Arc::new(SystemClock),
-            settings: Settings::default(),
+            settings: Settings {
+                ingest_health,
+                ..Settings::default()
+            },
             respond,
             investigate,
         },
@@ -353,7 +359,12 @@ pub async fn queue_handler(deps: &Deps, q: QueueName, payload: Value) -> anyhow:
         for rec in ev.records {
             let id = rec.message_id.clone().unwrap_or_default();
             let body = rec.body.unwrap_or_default();
-            if let Err(e) = crate::runner::handle(deps, q, &body).await {
+            let receive_count = rec
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            if let Err(e) = steps::runs::handle_recorded(deps, q, &body, receive_count).await {
                 tracing::warn!(queue = q.as_str(), message_id = %id, error = ?format!("{e:#}"), "record failed; left for retry");
                 let mut f = BatchItemFailure::default();
                 f.item_identifier = id;
@@ -370,6 +381,7 @@ pub async fn queue_handler(deps: &Deps, q: QueueName, payload: Value) -> anyhow:
         tenant: m.tenant,
         alert_id: m.alert_id,
         last_update: m.last_update,
+        rerun: None,
     };
     Ok(match q {
         QueueName::Classify => serde_json::to_value(steps::classify::run(deps, &msg).await?)?,
@@ -385,6 +397,80 @@ pub async fn queue_handler(deps: &Deps, q: QueueName, payload: Value) -> anyhow:
             ))
         }
     })
+}
+
+/// The operator's rerun payload: exactly one of `alert` and `incident`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RerunPayload {
+    tenant: String,
+    #[serde(default)]
+    alert: Option<String>,
+    #[serde(default)]
+    incident: Option<String>,
+    from: String,
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsPayload {
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    stuck_after_s: Option<u64>,
+}
+
+/// rerun (invoked by hand only): `{"tenant","alert"|"incident","from","force"?}` puts the
+/// alert or incident back on the step's queue (the functions behind it do the rest);
+/// `{"runs": {"tenant"?, "since"?, "stuck_after_s"?}}` lists failed and stuck work. A
+/// report rerun is the monthly-report function's own manual payload: this one says which.
+pub async fn rerun_handler(deps: &Deps, payload: Value) -> anyhow::Result<Value> {
+    if let Some(r) = payload.get("runs") {
+        let q: RunsPayload = serde_json::from_value(r.clone())
+            .context("runs payload: {\"tenant\"?, \"since\"?, \"stuck_after_s\"?}")?;
+        let items = steps::runs::list(
+            deps.store.as_ref(),
+            None,
+            &steps::runs::RunsQuery {
+                tenant: q.tenant,
+                since: q.since,
+                stuck_after: std::time::Duration::from_secs(q.stuck_after_s.unwrap_or(1800)),
+            },
+            deps.clock.now(),
+        )
+        .await?;
+        return Ok(json!({"runs": items}));
+    }
+    let p: RerunPayload = serde_json::from_value(payload).context(
+        "rerun payload: {\"tenant\", \"alert\" or \"incident\", \"from\", \"force\"?} or {\"runs\": {…}}",
+    )?;
+    let target = match (p.alert, p.incident) {
+        (Some(a), None) => steps::rerun::Target::Alert(a),
+        (None, Some(k)) => steps::rerun::Target::Incident(k),
+        _ => return Err(anyhow!("give exactly one of \"alert\" and \"incident\"")),
+    };
+    let from = steps::rerun::FromStep::parse(&p.from).map_err(|e| anyhow!(e))?;
+    let out = steps::rerun::run(
+        deps,
+        &steps::rerun::RerunRequest {
+            tenant: p.tenant.clone(),
+            target,
+            from,
+            force: p.force,
+        },
+    )
+    .await?;
+    if let Some(m) = &out.report_month {
+        return Err(anyhow!(
+            "a report is rebuilt by the monthly-report function: invoke it with {{\"tenant\": \"{}\", \"month\": \"{m}\"}}",
+            p.tenant
+        ));
+    }
+    Ok(serde_json::to_value(out)?)
 }
 
 /// JSON logs for CloudWatch; level from RUST_LOG (default info).

@@ -12,6 +12,8 @@ pub mod domain;
 pub mod embedded;
 #[cfg(feature = "aws")]
 pub mod lambda;
+#[cfg(feature = "aws")]
+pub mod lambda_preflight;
 pub mod messages;
 pub mod ports;
 pub mod report;

@@ -50,6 +50,20 @@ pub struct AlertRef {
     pub tenant: String,
     pub alert_id: String,
     pub last_update: DateTime<Utc>,
+    /// Set on an operator's rerun (`mss rerun`, the `rerun` function); absent on the
+    /// pipeline's own messages, so older consumers read both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun: Option<Rerun>,
+}
+
+/// What an operator's rerun asks of a step that would otherwise see "done before".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rerun {
+    /// Do the step again; side effects already completed are not repeated.
+    Again,
+    /// Repeat the side effect where that is meaningful (re-post the investigation report).
+    Force,
 }
 
 impl AlertRef {
@@ -59,6 +73,7 @@ impl AlertRef {
             tenant: tenant.to_string(),
             alert_id: alert_id.to_string(),
             last_update,
+            rerun: None,
         }
     }
 

@@ -228,6 +228,40 @@ pub trait Store: Send + Sync {
         to: DateTime<Utc>,
         f: &mut (dyn FnMut(Product, Alert) -> Result<()> + Send),
     ) -> Result<()>;
+
+    /// Deletes every record of the tenant and, last, the tenant itself (`mss tenant purge`,
+    /// after the retention period; the caller checks that). Never touches another tenant.
+    /// Idempotent: a purge that stopped half-way is finished by running it again, and an
+    /// unknown tenant purges nothing.
+    async fn purge_tenant(&self, tenant: &str) -> Result<PurgeCounts>;
+}
+
+/// What a purge deleted: how many records of each kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeCounts(pub std::collections::BTreeMap<String, u64>);
+
+impl PurgeCounts {
+    pub fn add(&mut self, kind: &str, n: u64) {
+        if n > 0 {
+            *self.0.entry(kind.to_string()).or_default() += n;
+        }
+    }
+    pub fn get(&self, kind: &str) -> u64 {
+        self.0.get(kind).copied().unwrap_or(0)
+    }
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+impl std::fmt::Display for PurgeCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("nothing");
+        }
+        let parts: Vec<String> = self.0.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// One first-response action on one target for one incident: who/what/when/result.

@@ -47,7 +47,7 @@ pub async fn drain(deps: &Deps) -> anyhow::Result<DrainStats> {
             let batch = deps.queue.receive(q, 10).await?;
             for m in batch {
                 any = true;
-                match handle(deps, q, &m.body).await {
+                match steps::runs::handle_recorded(deps, q, &m.body, m.receive_count).await {
                     Ok(()) => {
                         deps.queue.ack(q, &m.handle).await?;
                         match q {

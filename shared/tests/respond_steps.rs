@@ -278,3 +278,21 @@ async fn already_in_progress_is_tracked_and_duplicates_call_once() {
     );
     assert_eq!(r.sim.machine_requests(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_older_than_a_day_is_ticketed_but_not_acted_on() {
+    // A backfill tickets an incident from two days ago: nobody isolates a device for it now.
+    let r = rig(
+        json!({"hours": "always", "mde": {"isolate": "auto"}}),
+        "2026-11-25T10:00:00+09:00",
+    )
+    .await;
+    r.incident("da-old", "601", "2026-11-23T09:59:00+09:00")
+        .await;
+    r.incident("da-new", "602", "2026-11-25T09:30:00+09:00")
+        .await;
+    r.at(jst("2026-11-25T10:00:00+09:00")).await;
+    let actions = r.store.list_actions("kaede-shoji").await.unwrap();
+    let incidents: Vec<&str> = actions.iter().map(|a| a.incident_key.as_str()).collect();
+    assert_eq!(incidents, vec!["incident:602"], "{actions:?}");
+}

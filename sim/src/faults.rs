@@ -25,6 +25,7 @@ fn family(ep: Endpoint) -> Family {
         Endpoint::GraphAlerts
         | Endpoint::GraphConfirmCompromised
         | Endpoint::GraphUsers
+        | Endpoint::GraphRiskDetections
         | Endpoint::GraphEmailRemediate
         | Endpoint::GraphHunting => Family::Graph,
         Endpoint::MdeAction | Endpoint::MdeRead => Family::Mde,
@@ -195,7 +196,7 @@ fn too_many(ep: Endpoint, retry_after: f64) -> Response {
                 "Too many requests, please retry later.",
             );
             // Identity Protection throttling carries no Retry-After (API facts).
-            if ep != Endpoint::GraphConfirmCompromised {
+            if ep != Endpoint::GraphConfirmCompromised && ep != Endpoint::GraphRiskDetections {
                 r.headers_mut()
                     .insert("Retry-After", retry_after_header(retry_after));
             }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::faults::{aad_error, bearer, graph_error};
-use crate::{lock, Endpoint, EntraToken, Inner};
+use crate::{lock, Endpoint, EntraToken, Inner, Permission};
 
 pub(crate) const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 const ENTRA_EXPIRES_IN: u64 = 3599;
@@ -136,6 +136,10 @@ async fn entra_token(
             &format!("The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."),
         );
     };
+
+    if let Some(r) = inner.token_refused(idx, resource, client_id) {
+        return r;
+    }
 
     // A recognisable prefix lets tests prove no token ever reaches a log line.
     let token = format!("simtok{}", crate::random_token(58));
@@ -475,6 +479,9 @@ async fn list_alerts(
         Ok(t) => t,
         Err(m) => return graph_unauthorized(m),
     };
+    if let Some(r) = inner.denied(tenant, Permission::SecurityAlertReadAll) {
+        return r;
+    }
 
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())

@@ -9,7 +9,8 @@
 //!   are GUIDs); a UPN is not accepted there.
 //! - The Identity Protection limit (1 request per second per tenant, 429 without `Retry-After`)
 //!   is counted on wall time from the last request admitted, i.e. one that carried a valid
-//!   Graph token and was not itself refused by the limit; a 400 or 404 still uses the slot.
+//!   Graph token, was not denied its permission and was not itself refused by the limit; a 400
+//!   or 404 still uses the slot. `confirmCompromised` and `GET riskDetections` share it.
 //! - `GET users/{id|upn}` matches the id or the userPrincipalName case-insensitively. `$select`
 //!   returns exactly the named properties (names case-insensitive; a property the stored user
 //!   lacks comes back `null`, as Graph does for unset properties); other `$` options answer 400.
@@ -37,7 +38,7 @@ use serde_json::{json, Map, Value};
 
 use crate::faults::graph_error;
 use crate::graph::{bad_request, graph_unauthorized, token_tenant, GRAPH_RESOURCE};
-use crate::{lock, Endpoint, Inner};
+use crate::{lock, Endpoint, Inner, Permission};
 
 /// Identity Protection: 1 request per second per tenant.
 const CONFIRM_INTERVAL: Duration = Duration::from_secs(1);
@@ -58,6 +59,8 @@ pub(crate) struct DirectoryState {
     last_confirm: HashMap<usize, Instant>,
     pub remediations: Vec<Value>,
     pub remediate_status: u16,
+    /// Tenant index -> Identity Protection risk detections in the order added.
+    risk_detections: HashMap<usize, Vec<Value>>,
 }
 
 impl Default for DirectoryState {
@@ -68,6 +71,7 @@ impl Default for DirectoryState {
             last_confirm: HashMap::new(),
             remediations: Vec::new(),
             remediate_status: 204,
+            risk_detections: HashMap::new(),
         }
     }
 }
@@ -93,6 +97,18 @@ impl DirectoryState {
         }
     }
 
+    /// Panics on set-up mistakes; see [`crate::Sim::add_risk_detections`].
+    pub fn add_risk_detection(&mut self, tenant: usize, detection: Value) {
+        assert!(
+            str_field(&detection, "id").is_some_and(|id| !id.is_empty()),
+            "add_risk_detections: detection without a string \"id\": {detection}"
+        );
+        self.risk_detections
+            .entry(tenant)
+            .or_default()
+            .push(detection);
+    }
+
     fn user_by_id(&self, tenant: usize, id: &str) -> Option<&Value> {
         self.users
             .get(&tenant)?
@@ -115,7 +131,12 @@ pub(crate) fn router() -> Router<Arc<Inner>> {
             "/graph/v1.0/identityProtection/riskyUsers/confirmCompromised",
             post(confirm_compromised),
         )
+        .route("/graph/v1.0/users", get(list_users))
         .route("/graph/v1.0/users/{id}", get(get_user))
+        .route(
+            "/graph/v1.0/identityProtection/riskDetections",
+            get(list_risk_detections),
+        )
         .route(
             "/graph/beta/security/collaboration/analyzedEmails/remediate",
             post(remediate_emails),
@@ -156,6 +177,9 @@ async fn confirm_compromised(
         Ok(t) => t,
         Err(m) => return graph_unauthorized(m),
     };
+    if let Some(r) = inner.denied(tenant, Permission::IdentityRiskyUserReadWriteAll) {
+        return r;
+    }
     let mut state = lock(&inner.directory);
     let now = Instant::now();
     if let Some(last) = state.last_confirm.get(&tenant) {
@@ -212,6 +236,9 @@ async fn get_user(
         Ok(t) => t,
         Err(m) => return graph_unauthorized(m),
     };
+    if let Some(r) = inner.denied(tenant, Permission::UserReadAll) {
+        return r;
+    }
     let mut select: Option<Vec<String>> = None;
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
@@ -266,6 +293,203 @@ async fn get_user(
         }
     }
     axum::Json(Value::Object(out)).into_response()
+}
+
+/// Graph's List users page size range, 1 to 999 (the API notes give no maximum; this is the
+/// range of Graph's List users reference).
+const MAX_USERS_TOP: usize = 999;
+/// riskDetections: `$top` up to 500, default page 20 (API notes).
+const MAX_RISK_TOP: usize = 500;
+const DEFAULT_RISK_TOP: usize = 20;
+
+/// What a list request asked for.
+struct ListQuery {
+    top: usize,
+    offset: usize,
+    select: Option<Vec<String>>,
+}
+
+/// `$top` (`1..=max`), `$skiptoken` (an offset the simulator put in its own nextLink) and
+/// `$select` (names, case-insensitive); any other `$` option is refused. `Err` is the 400
+/// message, in Graph's words.
+fn list_query(
+    query: Option<String>,
+    default_top: usize,
+    max_top: usize,
+) -> Result<ListQuery, String> {
+    let mut q = ListQuery {
+        top: default_top,
+        offset: 0,
+        select: None,
+    };
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "$top" => match v.parse::<usize>() {
+                Ok(n) if (1..=max_top).contains(&n) => q.top = n,
+                _ => {
+                    return Err(format!(
+                        "Invalid page size specified: '{v}'. Must be between 1 and {max_top} inclusive."
+                    ))
+                }
+            },
+            "$skiptoken" => match v.parse::<usize>() {
+                Ok(n) => q.offset = n,
+                Err(_) => return Err("Invalid $skiptoken.".into()),
+            },
+            "$select" => {
+                let names: Vec<String> = v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                q.select = (!names.is_empty()).then_some(names);
+            }
+            k if k.starts_with('$') => {
+                return Err(format!(
+                    "Query option '{k}' is not supported by the simulator."
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// One page of `items` as Graph serves a collection: `@odata.context`, `value`, and an
+/// `@odata.nextLink` (carrying `$top`, `$select` and an offset `$skiptoken`) while more remain.
+fn collection_page(
+    inner: &Inner,
+    path: &str,
+    context: &str,
+    items: &[Value],
+    q: &ListQuery,
+) -> Response {
+    let page: Vec<Value> = items
+        .iter()
+        .skip(q.offset)
+        .take(q.top)
+        .map(|item| match &q.select {
+            None => item.clone(),
+            Some(names) => {
+                let fields = item.as_object();
+                let mut out = Map::new();
+                for name in names {
+                    match fields.and_then(|f| f.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+                    {
+                        Some((k, v)) => out.insert(k.clone(), v.clone()),
+                        None => out.insert(name.clone(), Value::Null),
+                    };
+                }
+                Value::Object(out)
+            }
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".into(),
+        json!(format!(
+            "https://graph.microsoft.com/v1.0/$metadata#{context}"
+        )),
+    );
+    body.insert("value".into(), Value::Array(page));
+    let next = q.offset + q.top;
+    if next < items.len() {
+        let mut link = url::Url::parse(&format!("{}{path}", inner.base_url))
+            .expect("the simulator's own URL parses");
+        {
+            let mut pairs = link.query_pairs_mut();
+            pairs.append_pair("$top", &q.top.to_string());
+            if let Some(names) = &q.select {
+                pairs.append_pair("$select", &names.join(","));
+            }
+            pairs.append_pair("$skiptoken", &next.to_string());
+        }
+        body.insert("@odata.nextLink".into(), json!(link.to_string()));
+    }
+    axum::Json(Value::Object(body)).into_response()
+}
+
+/// `GET users`: the token's tenant's users in the order added (`$top` default 100, the
+/// simulator's choice: Graph's default page size is not in the API notes).
+async fn list_users(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Some(r) = inner.fault_gate(Endpoint::GraphUsers, &headers).await {
+        return r;
+    }
+    let tenant = match token_tenant(&inner, &headers, GRAPH_RESOURCE) {
+        Ok(t) => t,
+        Err(m) => return graph_unauthorized(m),
+    };
+    if let Some(r) = inner.denied(tenant, Permission::UserReadAll) {
+        return r;
+    }
+    let q = match list_query(query, 100, MAX_USERS_TOP) {
+        Ok(q) => q,
+        Err(m) => return bad_request(&m),
+    };
+    let users = lock(&inner.directory)
+        .users
+        .get(&tenant)
+        .cloned()
+        .unwrap_or_default();
+    collection_page(&inner, "/graph/v1.0/users", "users", &users, &q)
+}
+
+/// `GET identityProtection/riskDetections`: the detections added with
+/// [`crate::Sim::add_risk_detections`], in that order (`$filter` is not supported here). It
+/// shares confirmCompromised's Identity Protection limit: 1 request per second per tenant,
+/// 429 without `Retry-After`.
+async fn list_risk_detections(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Some(r) = inner
+        .fault_gate(Endpoint::GraphRiskDetections, &headers)
+        .await
+    {
+        return r;
+    }
+    let tenant = match token_tenant(&inner, &headers, GRAPH_RESOURCE) {
+        Ok(t) => t,
+        Err(m) => return graph_unauthorized(m),
+    };
+    if let Some(r) = inner.denied(tenant, Permission::IdentityRiskEventReadAll) {
+        return r;
+    }
+    let detections = {
+        let mut state = lock(&inner.directory);
+        let now = Instant::now();
+        if let Some(last) = state.last_confirm.get(&tenant) {
+            if now.duration_since(*last) < CONFIRM_INTERVAL {
+                return graph_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "Too many requests. Identity Protection allows 1 request per second per tenant.",
+                );
+            }
+        }
+        state.last_confirm.insert(tenant, now);
+        state
+            .risk_detections
+            .get(&tenant)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let q = match list_query(query, DEFAULT_RISK_TOP, MAX_RISK_TOP) {
+        Ok(q) => q,
+        Err(m) => return bad_request(&m),
+    };
+    collection_page(
+        &inner,
+        "/graph/v1.0/identityProtection/riskDetections",
+        "identityProtection/riskDetections",
+        &detections,
+        &q,
+    )
 }
 
 /// `Ok` when the body is acceptable, else the 400 message.
@@ -331,6 +555,9 @@ async fn remediate_emails(
         Ok(t) => t,
         Err(m) => return graph_unauthorized(m),
     };
+    if let Some(r) = inner.denied(tenant, Permission::SecurityAnalyzedMessageReadWriteAll) {
+        return r;
+    }
     let Some(mut m) = json_object(&body) else {
         return bad_request(NOT_AN_OBJECT);
     };

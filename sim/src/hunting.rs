@@ -185,10 +185,16 @@ async fn run_hunting_query(
     };
     let (query, timespan) = (text("Query"), text("Timespan"));
 
-    let admitted = lock(&inner.hunting).admit(tenant, now);
-    let response = match admitted {
-        Err(q) => quota_response(&q),
-        Ok(()) => answer(object.as_ref(), now),
+    // A denied permission is answered before the quota counts the call.
+    let response = match inner.denied(tenant, crate::Permission::ThreatHuntingReadAll) {
+        Some(r) => r,
+        None => {
+            let admitted = lock(&inner.hunting).admit(tenant, now);
+            match admitted {
+                Err(q) => quota_response(&q),
+                Ok(()) => answer(object.as_ref(), now),
+            }
+        }
     };
     let status = response.status().as_u16();
     tracing::debug!(tenant, status, "runHuntingQuery");

@@ -37,6 +37,14 @@
 //! partial error, 204 or 504; calls are recorded in [`Sim::loganalytics_queries`]. See the
 //! `loganalytics` module for the choices made where the API facts are silent.
 //!
+//! Permissions (added for `mss preflight`, in memory only): every application permission is
+//! granted until [`Sim::deny`] takes one away from a tenant's app; the endpoints needing it
+//! then answer 403 in that API's real shape. [`Sim::refuse_token`] makes the token endpoint
+//! refuse one resource (AADSTS500011 or AADSTS7000222). The list endpoints a preflight probes
+//! with `$top=1` are served too: Defender for Endpoint `GET machines`, Graph `GET users` and
+//! `GET identityProtection/riskDetections` (detections added with
+//! [`Sim::add_risk_detections`]). See the `permissions` module for each body and its source.
+//!
 //! OpsRamp tickets come in two kinds served alike: incidents under
 //! `{opsramp_base}/api/v2/tenants/{tenantId}/incidents…` ([`Sim::tickets`]) and service requests
 //! under `…/serviceRequests…` ([`Sim::service_requests`]), each with its own numbering.
@@ -52,6 +60,7 @@ mod hunting;
 mod loganalytics;
 mod mde;
 mod opsramp;
+mod permissions;
 mod state;
 mod tls;
 
@@ -64,6 +73,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use permissions::{Permission, Resource, TokenRefusal};
 
 /// One simulated Microsoft 365 customer tenant.
 #[derive(Clone)]
@@ -134,7 +145,9 @@ impl std::fmt::Debug for SimConfig {
 /// faults answer in the MDE error shape `{"error":{"code","message","target"}}`.
 /// Graph: `GraphConfirmCompromised` = `POST identityProtection/riskyUsers/confirmCompromised`
 /// (its 429s carry no `Retry-After`, as the API facts say for Identity Protection);
-/// `GraphUsers` = `GET users/{id}`; `GraphEmailRemediate` = beta
+/// `GraphUsers` = `GET users/{id}` and `GET users`; `GraphRiskDetections` =
+/// `GET identityProtection/riskDetections` (429s without `Retry-After`, like
+/// confirmCompromised); `GraphEmailRemediate` = beta
 /// `POST security/collaboration/analyzedEmails/remediate`; `GraphHunting` =
 /// `POST security/runHuntingQuery` (its faults come before, and never use, the hunting quota).
 ///
@@ -148,6 +161,7 @@ pub enum Endpoint {
     GraphAlerts,
     GraphConfirmCompromised,
     GraphUsers,
+    GraphRiskDetections,
     GraphEmailRemediate,
     GraphHunting,
     LogAnalytics,
@@ -228,6 +242,18 @@ pub struct SimTicket {
     /// The last full ticket object, exactly as `GET incidents/{id}` (or
     /// `GET serviceRequests/{id}`) serves it; `customFields` and `dueDate` are read from here.
     pub raw: serde_json::Value,
+}
+
+impl SimTicket {
+    /// The OpsRamp client the ticket was created under (`client.uniqueId` of the ticket
+    /// object).
+    pub fn client(&self) -> &str {
+        self.raw
+            .get("client")
+            .and_then(|c| c.get("uniqueId"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -358,6 +384,9 @@ pub(crate) struct Inner {
     pub entra_tokens: Mutex<HashMap<String, EntraToken>>,
     /// OpsRamp token -> expiry.
     pub opsramp_tokens: Mutex<HashMap<String, Instant>>,
+    /// Further OpsRamp clients the API serves besides `opsramp_tenant_id`
+    /// ([`Sim::add_opsramp_client`]).
+    pub opsramp_clients: Mutex<Vec<String>>,
     pub store: Mutex<state::Store>,
     /// Devices, machine actions and the MDE request counter.
     pub mde: Mutex<mde::MdeState>,
@@ -367,6 +396,8 @@ pub(crate) struct Inner {
     pub hunting: Mutex<hunting::HuntingState>,
     /// Workspaces, their rows and modes, and the recorded queries.
     pub loganalytics: Mutex<loganalytics::LogAnalyticsState>,
+    /// Denied permissions and refused tokens per tenant ([`Sim::deny`], [`Sim::refuse_token`]).
+    pub permissions: Mutex<permissions::PermissionState>,
     server: Mutex<Option<ServerTask>>,
 }
 
@@ -470,11 +501,13 @@ impl Sim {
             stats: Mutex::new(SimStats::default()),
             entra_tokens: Mutex::new(HashMap::new()),
             opsramp_tokens: Mutex::new(HashMap::new()),
+            opsramp_clients: Mutex::new(Vec::new()),
             store: Mutex::new(store),
             mde: Mutex::new(mde::MdeState::default()),
             directory: Mutex::new(graph_actions::DirectoryState::default()),
             hunting: Mutex::new(hunting::HuntingState::default()),
             loganalytics: Mutex::new(loganalytics::LogAnalyticsState::default()),
+            permissions: Mutex::new(permissions::PermissionState::default()),
             server: Mutex::new(None),
         });
 
@@ -547,6 +580,19 @@ impl Sim {
         lock(&self.inner.faults).clear();
     }
 
+    /// Serves a further OpsRamp client under `/api/v2/tenants/{client_id}/…` (e.g. the
+    /// provider's own client, for alerts about the service itself), with the same API
+    /// credential, as a partner's key reaches its clients. Each ticket belongs to the client
+    /// it was created under ([`SimTicket::client`]); searches, reads and updates under one
+    /// client never see another's tickets (404), and each client numbers its tickets from
+    /// the one shared sequence, as ids are unique per installation.
+    pub fn add_opsramp_client(&self, client_id: &str) {
+        let mut c = lock(&self.inner.opsramp_clients);
+        if !c.iter().any(|x| x == client_id) {
+            c.push(client_id.to_string());
+        }
+    }
+
     /// All incidents in creation order.
     pub fn tickets(&self) -> Vec<SimTicket> {
         lock(&self.inner.store).tickets.clone()
@@ -601,6 +647,23 @@ impl Sim {
         let mut state = lock(&self.inner.directory);
         for u in users {
             state.add_user(tenant, u);
+        }
+    }
+
+    /// Adds Identity Protection risk detections of one tenant, served in this order by
+    /// `GET identityProtection/riskDetections` (objects as Graph's riskDetection: `id`,
+    /// `riskEventType`, `riskLevel`, `userPrincipalName`, `detectedDateTime`, …, served as
+    /// given). None by default: the list answers an empty `value`.
+    ///
+    /// # Panics
+    /// On an unknown `azure_tenant_id` or a detection without a string `id`.
+    pub fn add_risk_detections(&self, azure_tenant_id: &str, detections: Vec<serde_json::Value>) {
+        let tenant = self.inner.tenant_index(azure_tenant_id).unwrap_or_else(|| {
+            panic!("add_risk_detections: no simulated tenant {azure_tenant_id}")
+        });
+        let mut state = lock(&self.inner.directory);
+        for d in detections {
+            state.add_risk_detection(tenant, d);
         }
     }
 
@@ -724,6 +787,56 @@ impl Sim {
     /// Every Log Analytics query with a valid token, in order (see [`SimLogQuery`]).
     pub fn loganalytics_queries(&self) -> Vec<SimLogQuery> {
         lock(&self.inner.loganalytics).calls.clone()
+    }
+
+    /// Takes a permission away from one tenant's app: the endpoints that need it answer 403
+    /// in that API's real shape (see the `permissions` module for each body and its source).
+    /// Every permission is granted until denied.
+    ///
+    /// # Panics
+    /// On an unknown `azure_tenant_id`.
+    pub fn deny(&self, azure_tenant_id: &str, permission: Permission) {
+        let tenant = self
+            .inner
+            .tenant_index(azure_tenant_id)
+            .unwrap_or_else(|| panic!("deny: no simulated tenant {azure_tenant_id}"));
+        lock(&self.inner.permissions).deny(tenant, permission);
+    }
+
+    /// Grants a permission taken away with [`Sim::deny`] again.
+    ///
+    /// # Panics
+    /// On an unknown `azure_tenant_id`.
+    pub fn allow(&self, azure_tenant_id: &str, permission: Permission) {
+        let tenant = self
+            .inner
+            .tenant_index(azure_tenant_id)
+            .unwrap_or_else(|| panic!("allow: no simulated tenant {azure_tenant_id}"));
+        lock(&self.inner.permissions).allow(tenant, permission);
+    }
+
+    /// Makes the Entra token endpoint refuse one tenant's token requests for one resource
+    /// (`Some`), or issue them again (`None`). Checked after the client id and secret, so a
+    /// wrong secret still answers AADSTS7000215.
+    ///
+    /// # Panics
+    /// On an unknown `azure_tenant_id`.
+    pub fn refuse_token(
+        &self,
+        azure_tenant_id: &str,
+        resource: Resource,
+        how: Option<TokenRefusal>,
+    ) {
+        let tenant = self
+            .inner
+            .tenant_index(azure_tenant_id)
+            .unwrap_or_else(|| panic!("refuse_token: no simulated tenant {azure_tenant_id}"));
+        lock(&self.inner.permissions).refuse(tenant, resource, how);
+    }
+
+    /// Undoes every [`Sim::deny`] and [`Sim::refuse_token`].
+    pub fn clear_denials(&self) {
+        lock(&self.inner.permissions).clear();
     }
 
     pub fn stats(&self) -> SimStats {

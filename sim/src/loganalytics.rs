@@ -181,7 +181,9 @@ async fn query_workspace(
         break_glass: None,
         status: 0,
     };
-    let response = if owner != Some(tenant) {
+    let response = if let Some(r) = inner.denied(tenant, crate::Permission::LogAnalyticsDataRead) {
+        r
+    } else if owner != Some(tenant) {
         la_error(
             StatusCode::FORBIDDEN,
             "InsufficientAccessError",

@@ -207,7 +207,9 @@ impl Inner {
         if !valid {
             return Err(invalid_token().into());
         }
-        if tenant != self.opsramp_tenant_id {
+        if tenant != self.opsramp_tenant_id
+            && !lock(&self.opsramp_clients).iter().any(|c| c == tenant)
+        {
             return Err(not_found(format!("Tenant {tenant} not found")));
         }
         Ok(())
@@ -321,6 +323,22 @@ fn opt_custom_fields(obj: &Map<String, Value>) -> Result<Option<Vec<Value>>, Rej
         }
     }
     Ok(Some(fields.clone()))
+}
+
+/// Whether a ticket was created under `tenant` (a ticket without a recorded client is the
+/// primary client's).
+fn belongs(t: &SimTicket, inner: &Inner, tenant: &str) -> bool {
+    match t.client() {
+        "" => tenant == inner.opsramp_tenant_id,
+        c => c == tenant,
+    }
+}
+
+/// The ticket's index when it exists under `tenant`; another client's ticket is not found.
+fn find_for(store: &Store, inner: &Inner, tenant: &str, kind: Kind, id: &str) -> Option<usize> {
+    store
+        .find(kind, id)
+        .filter(|&i| belongs(&store.list(kind)[i], inner, tenant))
 }
 
 /// Same `id` (when both have one), else same `name`, replaces the stored field; others append.
@@ -536,7 +554,7 @@ async fn get_ticket(
         .api_gate(Endpoint::OpsRampGet, &headers, &tenant)
         .await?;
     let store = lock(&inner.store);
-    match store.find(kind, &id) {
+    match find_for(&store, &inner, &tenant, kind, &id) {
         Some(i) => Ok(axum::Json(store.list(kind)[i].raw.clone()).into_response()),
         None => Err(ticket_not_found(kind, &id)),
     }
@@ -572,8 +590,7 @@ async fn update_ticket(
     let extras = Extras::parse(&obj)?;
 
     let raw = inner.mutate(|store| {
-        let i = store
-            .find(kind, &id)
+        let i = find_for(store, &inner, &tenant, kind, &id)
             .ok_or_else(|| ticket_not_found(kind, &id))?;
         let t = &mut store.list_mut(kind)[i];
         if let Some(s) = status {
@@ -621,8 +638,7 @@ async fn close_ticket(
     let reason = opt_str(&obj, "reason")?;
     let notes = opt_str(&obj, "notes")?;
     let raw = inner.mutate(|store| {
-        let i = store
-            .find(kind, &id)
+        let i = find_for(store, &inner, &tenant, kind, &id)
             .ok_or_else(|| ticket_not_found(kind, &id))?;
         let t = &mut store.list_mut(kind)[i];
         if t.status != "Closed" {
@@ -665,8 +681,7 @@ async fn add_response(
     let attachments = opt_attachments(&obj)?;
 
     let resp = inner.mutate(|store| {
-        let i = store
-            .find(kind, &id)
+        let i = find_for(store, &inner, &tenant, kind, &id)
             .ok_or_else(|| ticket_not_found(kind, &id))?;
         store.last_response_id += 1;
         let now = stamp();
@@ -824,9 +839,10 @@ async fn search_tickets(
         .list(kind)
         .iter()
         .filter(|t| {
-            q.ext_ticket_id
-                .as_ref()
-                .is_none_or(|e| t.ext_ticket_id.as_ref() == Some(e))
+            belongs(t, &inner, &tenant)
+                && q.ext_ticket_id
+                    .as_ref()
+                    .is_none_or(|e| t.ext_ticket_id.as_ref() == Some(e))
                 && q.statuses.as_ref().is_none_or(|s| s.contains(&t.status))
                 && q.subject
                     .as_ref()
@@ -855,7 +871,7 @@ async fn search_responses(
     let (page_no, page_size) = paging(&params)?;
     let items = {
         let store = lock(&inner.store);
-        if store.find(kind, &id).is_none() {
+        if find_for(&store, &inner, &tenant, kind, &id).is_none() {
             return Err(ticket_not_found(kind, &id));
         }
         store.response_objects.get(&id).cloned().unwrap_or_default()

@@ -365,6 +365,128 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// The store with its bucket (oversize alert bodies), as the functions build it;
+    /// `emulator`: path-style S3 addressing (moto).
+    pub fn from_sdk_with_bucket(
+        sdk: &aws_config::SdkConfig,
+        table: &str,
+        bucket: &str,
+        emulator: bool,
+    ) -> DynamoStore {
+        let s3 = aws_sdk_s3::Client::from_conf(crate::lambda::s3_config(sdk, emulator));
+        DynamoStore::new(Client::new(sdk), table, Some((s3, bucket.to_string())))
+    }
+
+    fn bucket(&self) -> anyhow::Result<(&aws_sdk_s3::Client, &str)> {
+        match (&self.s3, &self.bucket) {
+            (Some(c), Some(b)) => Ok((c, b)),
+            _ => Err(anyhow!("this store has no bucket configured")),
+        }
+    }
+
+    /// Every object key under `prefix` in the store's bucket, all pages.
+    async fn object_keys_under(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let (s3, bucket) = self.bucket()?;
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let r = s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| anyhow!("S3 ListObjectsV2 {prefix}: {e}"))?;
+            keys.extend(
+                r.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    async fn delete_objects<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> anyhow::Result<()> {
+        let (s3, bucket) = self.bucket()?;
+        for key in keys {
+            s3.delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| anyhow!("S3 DeleteObject {key}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every object under `prefix` (a folder: it must end in `/`) of the store's
+    /// bucket, e.g. a purged tenant's archived reports (`reports/<tenant>/`); how many.
+    pub async fn delete_objects_under(&self, prefix: &str) -> anyhow::Result<u64> {
+        if !prefix.ends_with('/') || prefix.trim_matches('/').is_empty() {
+            return Err(anyhow!(
+                "refusing to delete under {prefix:?}: not a folder of the bucket"
+            ));
+        }
+        let keys = self.object_keys_under(prefix).await?;
+        self.delete_objects(&keys).await?;
+        Ok(keys.len() as u64)
+    }
+
+    /// Deletes items by key: BatchWriteItem in chunks of 25, retrying what DynamoDB leaves
+    /// unprocessed (throttling) with a growing pause.
+    async fn delete_many(&self, keys: Vec<Item>) -> anyhow::Result<()> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        for chunk in keys.chunks(25) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for k in chunk {
+                pending.push(
+                    WriteRequest::builder()
+                        .delete_request(DeleteRequest::builder().set_key(Some(k.clone())).build()?)
+                        .build(),
+                );
+            }
+            let mut backoff = std::time::Duration::from_millis(50);
+            let mut stalled = 0;
+            while !pending.is_empty() {
+                let sent = pending.len();
+                let r = self
+                    .db
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("BatchWriteItem", e))?;
+                pending = r
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    if pending.len() == sent {
+                        stalled += 1;
+                        if stalled > 10 {
+                            return Err(anyhow!(
+                                "DynamoDB BatchWriteItem: {} deletes left unprocessed after 10 retries",
+                                pending.len()
+                            ));
+                        }
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn doc_body(item: &Item) -> anyhow::Result<String> {
     match item.get("body") {
         Some(AttributeValue::B(b)) => {
@@ -1060,6 +1182,104 @@ impl Store for DynamoStore {
             .iter()
             .map(|i| Ok(serde_json::from_str(get_s(i, "body")?)?))
             .collect()
+    }
+
+    async fn purge_tenant(&self, tenant: &str) -> anyhow::Result<crate::ports::PurgeCounts> {
+        let mut purged = crate::ports::PurgeCounts::default();
+        // Every item under the tenant's partition (the month index holds the same items, so
+        // it empties with them): keys, and where a body went to S3.
+        let mut items: Vec<Item> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let r = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .projection_expression("#pk, #sk, #b")
+                .expression_attribute_names("#pk", "pk")
+                .expression_attribute_names("#sk", "sk")
+                .expression_attribute_names("#b", "body_s3")
+                .expression_attribute_values(":pk", pk(tenant))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk("Query purge", e))?;
+            items.extend(r.items.unwrap_or_default());
+            match r.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        // Bodies in S3 first: while an item still points at an object, a purge that stops
+        // here is finished by running it again.
+        let mut objects: std::collections::BTreeSet<String> = items
+            .iter()
+            .filter_map(|i| opt_s(i, "body_s3"))
+            .map(str::to_string)
+            .collect();
+        if self.s3.is_some() && self.bucket.is_some() {
+            // Also a body whose item was never written (a fetch that stopped between).
+            objects.extend(self.object_keys_under(&format!("bodies/{tenant}/")).await?);
+            self.delete_objects(&objects).await?;
+            purged.add("body_objects", objects.len() as u64);
+        } else if !objects.is_empty() {
+            return Err(anyhow!(
+                "{} alert bodies of tenant {tenant} are in S3 but this store has no bucket configured; nothing was deleted",
+                objects.len()
+            ));
+        }
+        // Then the items, the tenant record last (so a purge that stops half-way leaves the
+        // tenant visible, to be purged again).
+        let key_of = |i: &Item| -> Item {
+            i.iter()
+                .filter(|(k, _)| *k == "pk" || *k == "sk")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let mut record = false;
+        let mut keys = Vec::new();
+        for i in &items {
+            let sk = get_s(i, "sk")?;
+            if sk == "TENANT" {
+                record = true;
+                continue;
+            }
+            let kind = match sk.split('#').next().unwrap_or("") {
+                "ALERT" => "alert_versions",
+                "MALFORMED" => "malformed",
+                "CURSOR" => "cursors",
+                "DECISION" => "decisions",
+                "INC" => "incidents",
+                "APPLY" => "applied",
+                "ONCE" => "once_marks",
+                "ACTION" => "actions",
+                "DOC" => "docs",
+                "BUDGET" => "budgets",
+                _ => "other",
+            };
+            purged.add(kind, 1);
+            keys.push(key_of(i));
+        }
+        self.delete_many(keys).await?;
+        for (p, sk) in [
+            (s("TENANTS"), format!("T#{tenant}")),
+            (pk(tenant), "TENANT".into()),
+        ] {
+            self.db
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", p)
+                .key("sk", s(sk))
+                .send()
+                .await
+                .map_err(|e| sdk("DeleteItem tenant", e))?;
+        }
+        if record {
+            purged.add("tenant", 1);
+        }
+        Ok(purged)
     }
 
     async fn once_finish(&self, tenant: &str, key: &str) -> anyhow::Result<()> {

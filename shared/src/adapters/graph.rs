@@ -106,28 +106,24 @@ impl GraphClient {
     /// the credential's Azure tenant must be the one the tenant config names.
     async fn token(&self, tenant: &Tenant) -> anyhow::Result<Secret> {
         let a = self.auth.get(&tenant.id).ok_or_else(|| {
-            anyhow!(
-                "tenant {}: no Azure app credential is configured",
-                tenant.id
-            )
+            anyhow::Error::new(TokenError {
+                tenant: tenant.id.clone(),
+                failure: TokenFailure::NotConfigured,
+                detail: String::new(),
+            })
         })?;
         if a.azure_tenant_id != tenant.azure_tenant_id {
-            bail!(
-                "tenant {}: the configured credential belongs to another Azure tenant; refusing to use it",
-                tenant.id
-            );
+            return Err(anyhow::Error::new(TokenError {
+                tenant: tenant.id.clone(),
+                failure: TokenFailure::WrongTenant,
+                detail: String::new(),
+            }));
         }
         let tok = a
             .credential
             .get_token(&[GRAPH_SCOPE], None)
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "tenant {}: token request failed: {}",
-                    tenant.id,
-                    redact_error(&e.to_string())
-                )
-            })?;
+            .map_err(|e| anyhow::Error::new(TokenError::from_azure(&tenant.id, &e)))?;
         Ok(tok.token)
     }
 
@@ -216,6 +212,90 @@ fn redact_error(s: &str) -> String {
     out
 }
 
+/// Why no Graph token could be had for a tenant. Kept as a typed error (not only text) so
+/// ingest health can tell a broken credential or consent — raise an operator alert at once —
+/// from a passing outage of Entra, which is counted like any other failed fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenError {
+    pub tenant: String,
+    pub failure: TokenFailure,
+    /// Entra's own words (its AADSTS description), secrets cut; empty when none was asked.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenFailure {
+    /// No app credential for this tenant in the secrets.
+    NotConfigured,
+    /// The credential names another Azure tenant than the tenant's config.
+    WrongTenant,
+    /// Entra answered with a refusal (4xx other than 408/429): wrong or expired secret,
+    /// unknown app, missing consent, resource not in the tenant. `code` is the AADSTS number.
+    Refused { status: u16, code: Option<String> },
+    /// Entra could not be reached, timed out, throttled or answered 5xx: may pass by itself.
+    Unavailable,
+}
+
+impl TokenError {
+    /// Reads the HTTP status and AADSTS code out of `azure_identity`'s error (the credential
+    /// error wraps the response error).
+    pub fn from_azure(tenant: &str, e: &azure_core::Error) -> TokenError {
+        use azure_core::error::ErrorKind;
+        let http = |k: &ErrorKind| match k {
+            ErrorKind::HttpResponse {
+                status, error_code, ..
+            } => Some((u16::from(*status), error_code.clone())),
+            _ => None,
+        };
+        let found = http(e.kind()).or_else(|| {
+            e.downcast_ref::<azure_core::Error>()
+                .and_then(|inner| http(inner.kind()))
+        });
+        let failure = match found {
+            Some((status, code))
+                if (400..500).contains(&status) && status != 408 && status != 429 =>
+            {
+                TokenFailure::Refused { status, code }
+            }
+            _ => TokenFailure::Unavailable,
+        };
+        TokenError {
+            tenant: tenant.to_string(),
+            failure,
+            detail: redact_error(&e.to_string()),
+        }
+    }
+
+    /// The credential or its consent is broken: nothing but a person fixes it.
+    pub fn is_credential_problem(&self) -> bool {
+        !matches!(self.failure, TokenFailure::Unavailable)
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.failure {
+            TokenFailure::NotConfigured => write!(
+                f,
+                "tenant {}: no Azure app credential is configured",
+                self.tenant
+            ),
+            TokenFailure::WrongTenant => write!(
+                f,
+                "tenant {}: the configured credential belongs to another Azure tenant; refusing to use it",
+                self.tenant
+            ),
+            TokenFailure::Refused { .. } | TokenFailure::Unavailable => write!(
+                f,
+                "tenant {}: token request failed: {}",
+                self.tenant, self.detail
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
 /// One Entra client-secret credential per tenant (our tenant id → (Azure tenant id, credential)),
 /// all using our HTTP client, so timeouts and trusted CAs match every other call.
 pub type EntraCredentials = HashMap<String, (String, Arc<ClientSecretCredential>)>;
@@ -253,6 +333,136 @@ pub fn odata_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+impl GraphClient {
+    /// `security/alerts_v2` for one product from `since` (and before `until`, when given).
+    /// Both filter values are ours (an enum's fixed string and formatted times), never alert
+    /// data. `$count=true` asks for the total, for a progress bar; Graph documents `$count` on
+    /// alerts_v2, and a page without `@odata.count` just leaves the total unknown.
+    fn alerts_url(
+        &self,
+        product: Product,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        count: bool,
+    ) -> anyhow::Result<url::Url> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| anyhow!("graph_base cannot be a base URL"))?
+            .pop_if_empty()
+            .extend(["security", "alerts_v2"]);
+        let mut filter = format!(
+            "serviceSource eq '{}' and lastUpdateDateTime ge {}",
+            product.service_source(),
+            odata_time(since)
+        );
+        if let Some(u) = until {
+            filter.push_str(&format!(" and lastUpdateDateTime lt {}", odata_time(u)));
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("$filter", &filter)
+                .append_pair("$top", &self.cfg.page_size.to_string());
+            if count {
+                q.append_pair("$count", "true");
+            }
+        }
+        Ok(url)
+    }
+
+    /// One page: its items (each an alert, or what could not be read as one), the nextLink
+    /// (same origin only: our token is never sent elsewhere) and `@odata.count` if given.
+    async fn read_page(
+        &self,
+        tenant: &Tenant,
+        url: &url::Url,
+    ) -> anyhow::Result<(Vec<FetchedItem>, Option<url::Url>, Option<u64>)> {
+        let page = self.get_page(tenant, url).await?;
+        let GraphPage {
+            items,
+            next_link,
+            count,
+        } = page_from_value(&page)?;
+        let next = match next_link {
+            Some(n) => Some(self.same_origin(&n)?),
+            None => None,
+        };
+        Ok((items, next, count))
+    }
+}
+
+/// One `alerts_v2` page as read from its body, before the nextLink is checked.
+#[derive(Debug, Clone)]
+pub struct GraphPage {
+    /// One per element of `value`, in order: an alert, or what could not be read as one.
+    pub items: Vec<FetchedItem>,
+    /// `@odata.nextLink` as sent; the client follows it only if it has our Graph origin.
+    pub next_link: Option<String>,
+    /// `@odata.count`, when Graph sent it as a whole number.
+    pub count: Option<u64>,
+}
+
+/// Reads a Graph page body (the bytes of a 200 answer): not JSON or without a `value`
+/// array is an error for the whole page; an element that is not an alert becomes
+/// [`FetchedItem::Malformed`] with its raw text, and the rest of the page is kept.
+/// What the client does with every page; public so the fuzz target `graph_page` drives it.
+pub fn parse_page(body: &[u8]) -> anyhow::Result<GraphPage> {
+    let page: Value = serde_json::from_slice(body)
+        .map_err(|e| anyhow!("Graph answered with a page that is not JSON: {e}"))?;
+    page_from_value(&page)
+}
+
+/// [`parse_page`] on a page already parsed as JSON.
+pub fn page_from_value(page: &Value) -> anyhow::Result<GraphPage> {
+    let value = page
+        .get("value")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("Graph page has no `value` array"))?;
+    let items = value
+        .iter()
+        .map(|raw| match Alert::from_value(raw.clone()) {
+            Ok(a) => FetchedItem::Alert(Box::new(a)),
+            Err(m) => FetchedItem::Malformed {
+                raw: raw.to_string(),
+                reason: m.reason,
+            },
+        })
+        .collect();
+    Ok(GraphPage {
+        items,
+        next_link: page
+            .get("@odata.nextLink")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        count: page.get("@odata.count").and_then(Value::as_u64),
+    })
+}
+
+/// A windowed read, one page per call, for backfill: the caller stores and classifies each
+/// page before asking for the next, so a long window never sits in memory, and shows
+/// progress as it goes. `next` is the previous page's nextLink, checked again here.
+#[async_trait]
+impl crate::steps::backfill::AlertWindow for GraphClient {
+    async fn page(
+        &self,
+        tenant: &Tenant,
+        product: Product,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        next: Option<&str>,
+    ) -> anyhow::Result<crate::steps::backfill::AlertPage> {
+        let url = match next {
+            Some(n) => self.same_origin(n)?,
+            None => self.alerts_url(product, since, until, true)?,
+        };
+        let (items, next, total) = self.read_page(tenant, &url).await?;
+        Ok(crate::steps::backfill::AlertPage {
+            items,
+            next: next.map(|u| u.to_string()),
+            total,
+        })
+    }
+}
+
 #[async_trait]
 impl AlertSource for GraphClient {
     async fn fetch(
@@ -261,22 +471,8 @@ impl AlertSource for GraphClient {
         product: Product,
         since: DateTime<Utc>,
     ) -> anyhow::Result<Vec<FetchedItem>> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|_| anyhow!("graph_base cannot be a base URL"))?
-            .pop_if_empty()
-            .extend(["security", "alerts_v2"]);
-        // Both values are ours (an enum's fixed string and a formatted time), never alert data.
-        let filter = format!(
-            "serviceSource eq '{}' and lastUpdateDateTime ge {}",
-            product.service_source(),
-            odata_time(since)
-        );
-        url.query_pairs_mut()
-            .append_pair("$filter", &filter)
-            .append_pair("$top", &self.cfg.page_size.to_string());
         let mut items = Vec::new();
-        let mut next = Some(url);
+        let mut next = Some(self.alerts_url(product, since, None, false)?);
         let mut pages = 0u32;
         while let Some(u) = next.take() {
             pages += 1;
@@ -286,25 +482,66 @@ impl AlertSource for GraphClient {
                     tenant.id
                 );
             }
-            let page = self.get_page(tenant, &u).await?;
-            let value = page
-                .get("value")
-                .and_then(Value::as_array)
-                .ok_or_else(|| anyhow!("Graph page has no `value` array"))?;
-            for raw in value {
-                items.push(match Alert::from_value(raw.clone()) {
-                    Ok(a) => FetchedItem::Alert(Box::new(a)),
-                    Err(m) => FetchedItem::Malformed {
-                        raw: raw.to_string(),
-                        reason: m.reason,
-                    },
-                });
-            }
-            if let Some(n) = page.get("@odata.nextLink").and_then(Value::as_str) {
-                next = Some(self.same_origin(n)?);
-            }
+            let (page, n, _) = self.read_page(tenant, &u).await?;
+            items.extend(page);
+            next = n;
         }
         tracing::debug!(tenant = %tenant.id, product = %product, pages, items = items.len(), "fetched");
         Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_core::error::ErrorKind;
+    use azure_core::http::StatusCode;
+
+    /// What `azure_identity` returns: a credential error wrapping the token endpoint's answer.
+    fn wrapped(status: StatusCode, code: Option<&str>) -> azure_core::Error {
+        let inner = azure_core::Error::with_message(
+            ErrorKind::HttpResponse {
+                status,
+                error_code: code.map(str::to_string),
+                raw_response: None,
+            },
+            "AADSTS7000222: The provided client secret keys for app 'a' are expired.",
+        );
+        azure_core::Error::with_error(
+            ErrorKind::Credential,
+            inner,
+            "ClientSecretCredential authentication failed. AADSTS7000222: expired. client_secret=abc",
+        )
+    }
+
+    #[test]
+    fn entra_refusals_are_told_from_outages() {
+        let e = TokenError::from_azure("t1", &wrapped(StatusCode::Unauthorized, Some("7000222")));
+        assert_eq!(
+            e.failure,
+            TokenFailure::Refused {
+                status: 401,
+                code: Some("7000222".into())
+            }
+        );
+        assert!(e.is_credential_problem());
+        assert!(!e.to_string().contains("abc"), "{e}");
+        assert!(e
+            .to_string()
+            .starts_with("tenant t1: token request failed: "));
+        for s in [
+            StatusCode::ServiceUnavailable,
+            StatusCode::TooManyRequests,
+            StatusCode::RequestTimeout,
+        ] {
+            let e = TokenError::from_azure("t1", &wrapped(s, None));
+            assert_eq!(e.failure, TokenFailure::Unavailable, "{s:?}");
+            assert!(!e.is_credential_problem());
+        }
+        let io = azure_core::Error::with_message(ErrorKind::Io, "connection refused");
+        assert_eq!(
+            TokenError::from_azure("t1", &io).failure,
+            TokenFailure::Unavailable
+        );
     }
 }

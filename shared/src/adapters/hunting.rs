@@ -143,6 +143,16 @@ pub fn parse_answer(v: &Value) -> Result<HuntingResult, String> {
     Ok(HuntingResult { columns, rows })
 }
 
+/// The words of a refused query for error messages: Graph's `error.message`, else the
+/// body, either way through [`http::body_excerpt`] (cut, no control characters), like every
+/// other client's error text. Public so the fuzz target `error_bodies` drives it.
+pub fn error_text(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(http::body_excerpt))
+        .unwrap_or_else(|| http::body_excerpt(body))
+}
+
 #[async_trait]
 impl Hunting for HuntingClient {
     async fn run(
@@ -192,10 +202,7 @@ impl Hunting for HuntingClient {
                     .map_err(|e| HuntingError::Failed(format!("the answer is not JSON: {e}")))?;
                 return parse_answer(&v).map_err(HuntingError::Failed);
             }
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| http::body_excerpt(&text));
+            let message = error_text(&text);
             match status.as_u16() {
                 429 => return Err(HuntingError::Quota(message)),
                 504 => return Err(HuntingError::Timeout(message)),

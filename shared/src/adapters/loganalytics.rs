@@ -210,13 +210,15 @@ pub fn error_message(e: &Value) -> String {
     http::body_excerpt(&parts.join(" / "))
 }
 
-/// The `code`s of a OneAPI error and its `innererror` chain, outermost first.
+/// The `code`s of a OneAPI error and its `innererror` chain, outermost first, each through
+/// [`http::body_excerpt`]: they are echoed into error text, so a hostile or broken body must
+/// not bring a megabyte or a line break with them.
 pub fn error_codes(e: &Value) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = Some(e);
     while let Some(c) = cur {
         if let Some(code) = c.get("code").and_then(Value::as_str) {
-            out.push(code.to_string());
+            out.push(http::body_excerpt(code));
         }
         if out.len() >= 5 {
             break;

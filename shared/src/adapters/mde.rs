@@ -111,6 +111,25 @@ fn action_from(v: &Value) -> anyhow::Result<MachineAction> {
 }
 
 /// Ids go into URL paths and an OData filter: only the characters MDE ids use are accepted.
+/// `error.code` and `error.message` of an MDE answer (`{"error":{"code","message","target"}}`),
+/// empty when absent.
+pub fn error_parts(v: &Value) -> (&str, &str) {
+    let get = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("");
+    (get("/error/code"), get("/error/message"))
+}
+
+/// A refusal for error messages: `HTTP <status> <code>: <message>`, code and message both
+/// through [`http::body_excerpt`] (cut, no control characters). Public so the fuzz target
+/// `error_bodies` drives it.
+pub fn refusal_text(status: u16, v: &Value) -> String {
+    let (code, message) = error_parts(v);
+    format!(
+        "HTTP {status} {}: {}",
+        http::body_excerpt(code),
+        http::body_excerpt(message)
+    )
+}
+
 fn safe_id(what: &str, id: &str) -> anyhow::Result<()> {
     if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     {
@@ -225,14 +244,7 @@ impl MdeClient {
         if status.is_success() {
             return Ok(Requested::Started(action_from(&v)?));
         }
-        let code = v
-            .pointer("/error/code")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let message = v
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let (code, message) = error_parts(&v);
         if status == reqwest::StatusCode::BAD_REQUEST && message.contains("already in progress") {
             let pending = self.pending(tenant, machine_id, kind).await?;
             return Ok(Requested::AlreadyInProgress(pending));
@@ -241,9 +253,8 @@ impl MdeClient {
             return Ok(Requested::Unsupported(http::body_excerpt(message)));
         }
         bail!(
-            "MDE {path} on {machine_id}: HTTP {} {code}: {}",
-            status.as_u16(),
-            http::body_excerpt(message)
+            "MDE {path} on {machine_id}: {}",
+            refusal_text(status.as_u16(), &v)
         )
     }
 

@@ -155,11 +155,7 @@ impl OpsRampClient {
             bail!(
                 "OpsRamp token request refused: HTTP {} {}",
                 status.as_u16(),
-                body.get("error_description")
-                    .or_else(|| body.get("error"))
-                    .and_then(Value::as_str)
-                    .map(http::body_excerpt)
-                    .unwrap_or_default()
+                token_refusal_text(&body)
             );
         }
         let token = body
@@ -430,6 +426,17 @@ fn server_wait(r: &reqwest::Response) -> Option<Duration> {
             Duration::from_secs_f64((epoch - now).clamp(0.0, 86_400.0))
         })
         .or(retry_after)
+}
+
+/// What a refused token request says (`{"error","error_description"}`): the description,
+/// else the error, cut and cleaned; empty when neither is a string. Public so the fuzz
+/// target `error_bodies` drives it.
+pub fn token_refusal_text(body: &Value) -> String {
+    body.get("error_description")
+        .or_else(|| body.get("error"))
+        .and_then(Value::as_str)
+        .map(http::body_excerpt)
+        .unwrap_or_default()
 }
 
 fn without_url(e: &reqwest::Error) -> String {

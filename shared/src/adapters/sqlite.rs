@@ -770,6 +770,64 @@ impl Store for SqliteStore {
             .map(|_| ())
         })
     }
+
+    async fn purge_tenant(&self, tenant: &str) -> anyhow::Result<crate::ports::PurgeCounts> {
+        // Every message carries its tenant at the top level (`AlertRef`, `ActionCheck`); a
+        // body that is not JSON belongs to no tenant and stays.
+        const MSG_TENANT: &str =
+            "(CASE WHEN json_valid(body) THEN json_extract(body, '$.tenant') END) = ?1";
+        let tables: [(&str, String); 13] = [
+            (
+                "alert_versions",
+                "DELETE FROM alert_versions WHERE tenant = ?1".into(),
+            ),
+            (
+                "malformed",
+                "DELETE FROM malformed WHERE tenant = ?1".into(),
+            ),
+            ("cursors", "DELETE FROM cursors WHERE tenant = ?1".into()),
+            (
+                "decisions",
+                "DELETE FROM decisions WHERE tenant = ?1".into(),
+            ),
+            (
+                "incidents",
+                "DELETE FROM incidents WHERE tenant = ?1".into(),
+            ),
+            ("applied", "DELETE FROM applied WHERE tenant = ?1".into()),
+            (
+                "once_marks",
+                "DELETE FROM once_marks WHERE tenant = ?1".into(),
+            ),
+            ("actions", "DELETE FROM actions WHERE tenant = ?1".into()),
+            ("docs", "DELETE FROM docs WHERE tenant = ?1".into()),
+            ("budgets", "DELETE FROM budgets WHERE tenant = ?1".into()),
+            (
+                "queue_messages",
+                format!("DELETE FROM queue WHERE {MSG_TENANT}"),
+            ),
+            (
+                "dead_letters",
+                format!("DELETE FROM dlq WHERE {MSG_TENANT}"),
+            ),
+            ("tenant", "DELETE FROM tenants WHERE id = ?1".into()),
+        ];
+        // One transaction: all of the tenant goes, or none of it.
+        let counts: Vec<(&str, usize)> = self.with(|c| {
+            let tx = c.transaction()?;
+            let mut out = Vec::new();
+            for (kind, sql) in &tables {
+                out.push((*kind, tx.execute(sql, [tenant])?));
+            }
+            tx.commit()?;
+            Ok(out)
+        })?;
+        let mut purged = crate::ports::PurgeCounts::default();
+        for (kind, n) in counts {
+            purged.add(kind, n as u64);
+        }
+        Ok(purged)
+    }
 }
 
 #[async_trait]

@@ -327,31 +327,87 @@ impl Queue for SqsQueue {
         let dlq = self
             .dlq(q)
             .ok_or_else(|| anyhow!("no dead-letter queue is configured for {}", q.as_str()))?;
-        // Peeking SQS means receiving: the messages come back after a one-second visibility.
-        let r = self
-            .client
-            .receive_message()
-            .queue_url(dlq)
-            .max_number_of_messages(max.clamp(1, 10) as i32)
-            .visibility_timeout(1)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| err("ReceiveMessage", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-        Ok(r.messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| crate::ports::DeadLetter {
-                receive_count: m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                body: m.body.unwrap_or_default(),
-                error: None,
-            })
-            .collect())
+        // Peeking SQS means receiving. Each page stays invisible while the next is read (or
+        // the same messages would come back), then every one is made visible again at once,
+        // so a `redrive` right after a `list` finds them all.
+        let mut out = Vec::new();
+        let mut handles = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let result = async {
+            while out.len() < max {
+                let r = self
+                    .client
+                    .receive_message()
+                    .queue_url(dlq)
+                    .max_number_of_messages((max - out.len()).clamp(1, 10) as i32)
+                    .visibility_timeout(60)
+                    .wait_time_seconds(1)
+                    .message_system_attribute_names(
+                        MessageSystemAttributeName::ApproximateReceiveCount,
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        err("ReceiveMessage", aws_sdk_sqs::error::DisplayErrorContext(e))
+                    })?;
+                let msgs = r.messages.unwrap_or_default();
+                if msgs.is_empty() {
+                    break;
+                }
+                for m in msgs {
+                    if let Some(h) = m.receipt_handle.clone() {
+                        handles.push(h);
+                    }
+                    if !seen.insert(m.message_id.clone().unwrap_or_default()) {
+                        continue;
+                    }
+                    out.push(crate::ports::DeadLetter {
+                        // This peek counted as a receive; report the count before it.
+                        receive_count: m
+                            .attributes
+                            .as_ref()
+                            .and_then(|a| {
+                                a.get(&MessageSystemAttributeName::ApproximateReceiveCount)
+                            })
+                            .and_then(|v| v.parse::<u32>().ok())
+                            .map(|n| n.saturating_sub(1))
+                            .unwrap_or(0),
+                        body: m.body.unwrap_or_default(),
+                        error: None,
+                    });
+                }
+            }
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        for chunk in handles.chunks(10) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| {
+                    aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(h)
+                        .visibility_timeout(0)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            self.client
+                .change_message_visibility_batch()
+                .queue_url(dlq)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    err(
+                        "ChangeMessageVisibilityBatch",
+                        aws_sdk_sqs::error::DisplayErrorContext(e),
+                    )
+                })?;
+        }
+        result?;
+        Ok(out)
     }
 
     async fn redrive(&self, q: QueueName) -> anyhow::Result<u64> {

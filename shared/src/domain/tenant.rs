@@ -122,6 +122,35 @@ pub struct Lifecycle {
     pub products_before: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub products_from: Option<chrono::DateTime<chrono::Utc>>,
+    /// The criteria of the products a scheduled change removes, kept in force with them
+    /// until `products_from` (the new file no longer has their sections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptSections>,
+}
+
+/// Sections of products on their way out (see [`Lifecycle::kept`]). First response for
+/// such a product is off from the change on: only monitoring and tickets continue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeptSections {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mde: Option<MdeFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdo: Option<MdoFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mda: Option<MdaFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdi: Option<MdiFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<IdpFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<SentinelFile>,
+}
+
+impl PartialEq for KeptSections {
+    fn eq(&self, other: &Self) -> bool {
+        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -276,7 +305,7 @@ impl Tenant {
         let file: TenantFile = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             err(
-                if path == "." {
+                if path == "." || path.is_empty() {
                     "(top level)".to_string()
                 } else {
                     path
@@ -298,7 +327,7 @@ impl Tenant {
         let file: TenantFile = serde_path_to_error::deserialize(v).map_err(|e| {
             let path = e.path().to_string();
             err(
-                if path == "." {
+                if path == "." || path.is_empty() {
                     "(top level)".to_string()
                 } else {
                     path
@@ -320,16 +349,51 @@ impl Tenant {
 
     /// The tenant as it stands at `now`: before a scheduled product change takes effect,
     /// the products it had before. Every step that loads a tenant goes through this.
+    ///
+    /// The products a pending change removes are monitored with the criteria kept for them
+    /// ([`Lifecycle::kept`]); the products it adds are not monitored yet. Every other field
+    /// (contacts, thresholds of unchanged products, …) is the new file's at once. `source`
+    /// stays the stored record.
     pub fn at(mut self, now: chrono::DateTime<chrono::Utc>) -> Tenant {
-        let Some(l) = &self.source.lifecycle else {
+        let Some((before, _)) = self.pending_change(now) else {
             return self;
         };
-        if let (Some(before), Some(from)) = (&l.products_before, l.products_from) {
-            if now < from {
+        let file = in_force_file(&self.source, &before, self.kept());
+        match Tenant::validate(file) {
+            Ok(mut t) => {
+                t.source = self.source;
+                t
+            }
+            // A record that does not rebuild (hand-edited): at least the product list holds.
+            Err(_) => {
                 self.products = before.iter().filter_map(|p| Product::parse(p)).collect();
+                self
             }
         }
-        self
+    }
+
+    fn kept(&self) -> Option<&KeptSections> {
+        self.source.lifecycle.as_ref().and_then(|l| l.kept.as_ref())
+    }
+
+    /// A product change that has not taken effect at `now`: (products until then, from when).
+    pub fn pending_change(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<(Vec<String>, chrono::DateTime<chrono::Utc>)> {
+        let l = self.source.lifecycle.as_ref()?;
+        match (&l.products_before, l.products_from) {
+            (Some(before), Some(from)) if now < from => Some((before.clone(), from)),
+            _ => None,
+        }
+    }
+
+    /// Who disabled the tenant, when it is disabled.
+    pub fn disabled_by(&self) -> Option<&str> {
+        self.source
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.disabled_by.as_deref())
     }
 
     pub fn validate(file: TenantFile) -> Result<Tenant, ConfigError> {
@@ -525,6 +589,221 @@ impl Tenant {
             source: file,
         })
     }
+}
+
+// ---- the contract's lifecycle (seed §6.3 契約変更, §6.4 解約) ----
+
+/// How long a disabled tenant's data is kept before `mss tenant purge` may delete it: 90
+/// days from `disabled_at`. Longer on request (`--retention-days`), never shorter.
+pub const PURGE_RETENTION_DAYS: i64 = 90;
+
+/// 00:00 JST of the first day of the JST month after `now`, as UTC (a product change agreed
+/// in a month is billed, and so takes effect, from the next month: §6.3).
+pub fn first_of_next_jst_month(
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    use chrono::{Datelike, TimeZone};
+    let jst = chrono::FixedOffset::east_opt(9 * 3600).expect("+09:00 is a valid offset");
+    let local = now.with_timezone(&jst);
+    let (y, m) = if local.month() == 12 {
+        (local.year() + 1, 1)
+    } else {
+        (local.year(), local.month() + 1)
+    };
+    jst.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .expect("a fixed offset has no gaps")
+        .with_timezone(&chrono::Utc)
+}
+
+const SECTIONS: [&str; 6] = ["mde", "mdo", "mda", "mdi", "idp", "sentinel"];
+
+/// The file as in force with `products`: sections of other products dropped, sections of
+/// products the file no longer has taken from `kept`, first response only for products in
+/// both. No lifecycle.
+fn in_force_file(src: &TenantFile, products: &[String], kept: Option<&KeptSections>) -> TenantFile {
+    let mut f = src.clone();
+    f.lifecycle = None;
+    f.products = products.to_vec();
+    let has = |name: &str| products.iter().any(|p| p == name);
+    let kept = kept.cloned().unwrap_or_default();
+    macro_rules! section {
+        ($name:ident) => {
+            if !has(stringify!($name)) {
+                f.$name = None;
+            } else if f.$name.is_none() {
+                f.$name = kept.$name.clone();
+            }
+        };
+    }
+    section!(mde);
+    section!(mdo);
+    section!(mda);
+    section!(mdi);
+    section!(idp);
+    section!(sentinel);
+    let now_has = |name: &str| src.products.iter().any(|p| p == name);
+    if let Some(r) = &mut f.response {
+        let d = super::response::ResponseFile::default();
+        if !(has("mde") && now_has("mde")) {
+            r.mde = d.mde.clone();
+        }
+        if !(has("idp") && now_has("idp")) {
+            r.idp = d.idp.clone();
+        }
+        if !(has("mdo") && now_has("mdo")) {
+            r.mdo = d.mdo.clone();
+        }
+    }
+    f
+}
+
+/// The sections of `f` for the products named.
+fn sections_of(f: &TenantFile, names: &[&str]) -> KeptSections {
+    let on = |n: &str| names.contains(&n);
+    KeptSections {
+        mde: f.mde.clone().filter(|_| on("mde")),
+        mdo: f.mdo.clone().filter(|_| on("mdo")),
+        mda: f.mda.clone().filter(|_| on("mda")),
+        mdi: f.mdi.clone().filter(|_| on("mdi")),
+        idp: f.idp.clone().filter(|_| on("idp")),
+        sentinel: f.sentinel.clone().filter(|_| on("sentinel")),
+    }
+}
+
+fn product_set(names: &[String]) -> std::collections::BTreeSet<&str> {
+    names.iter().map(|p| p.as_str()).collect()
+}
+
+fn store_lifecycle(mut t: Tenant, l: Lifecycle) -> Tenant {
+    t.source.lifecycle = (l != Lifecycle::default()).then_some(l);
+    t
+}
+
+/// What `mss tenant put` stores: `new` (a validated tenant file) with the lifecycle carried
+/// over from `old` (the stored record, if any).
+///
+/// - The disabled state is kept: a put never re-enables a tenant (`mss tenant enable` does).
+/// - When the product set differs from the one in force at `now`, the change is scheduled
+///   for [`first_of_next_jst_month`]: until then the products in force stay, removed ones
+///   with their criteria. `immediate` (`--now`) makes it take effect at once.
+/// - A put that restores the products in force cancels a pending change; a change already
+///   in effect is forgotten.
+pub fn schedule_put(
+    old: Option<&Tenant>,
+    new: Tenant,
+    now: chrono::DateTime<chrono::Utc>,
+    immediate: bool,
+) -> Tenant {
+    let Some(old) = old else {
+        return store_lifecycle(new, Lifecycle::default());
+    };
+    let prev = old.source.lifecycle.clone().unwrap_or_default();
+    let mut l = Lifecycle {
+        disabled_at: prev.disabled_at,
+        disabled_by: prev.disabled_by,
+        ..Lifecycle::default()
+    };
+    // The agreement in force now: the old record's file as `at(now)` reads it.
+    let in_force = match old.pending_change(now) {
+        Some((before, _)) => in_force_file(&old.source, &before, old.kept()),
+        None => TenantFile {
+            lifecycle: None,
+            ..old.source.clone()
+        },
+    };
+    if !immediate && product_set(&in_force.products) != product_set(&new.source.products) {
+        let removed: Vec<&str> = SECTIONS
+            .iter()
+            .copied()
+            .filter(|n| {
+                in_force.products.iter().any(|p| p == n)
+                    && !new.source.products.iter().any(|p| p == n)
+            })
+            .collect();
+        let kept = sections_of(&in_force, &removed);
+        l.products_before = Some(in_force.products.clone());
+        l.products_from = Some(first_of_next_jst_month(now));
+        l.kept = (kept != KeptSections::default()).then_some(kept);
+    }
+    store_lifecycle(new, l)
+}
+
+/// Forgets a product change that has taken effect by `now` (the record then reads as the
+/// file alone).
+pub fn settle(t: Tenant, now: chrono::DateTime<chrono::Utc>) -> Tenant {
+    let Some(mut l) = t.source.lifecycle.clone() else {
+        return t;
+    };
+    if l.products_from.is_some_and(|from| from <= now) || l.products_before.is_none() {
+        l.products_before = None;
+        l.products_from = None;
+        l.kept = None;
+    }
+    store_lifecycle(t, l)
+}
+
+/// `mss tenant disable`: no fetch and no action from `now` on; the data stays. Idempotent:
+/// an already disabled tenant keeps its first `disabled_at` and `disabled_by` (and `false`
+/// says nothing changed).
+pub fn disable(t: Tenant, now: chrono::DateTime<chrono::Utc>, by: &str) -> (Tenant, bool) {
+    if t.disabled_at().is_some() {
+        return (t, false);
+    }
+    let mut l = t.source.lifecycle.clone().unwrap_or_default();
+    l.disabled_at = Some(now);
+    l.disabled_by = Some(by.to_string());
+    (store_lifecycle(t, l), true)
+}
+
+/// `mss tenant enable`: fetching and actions resume; `false` when it was not disabled.
+pub fn enable(t: Tenant) -> (Tenant, bool) {
+    if t.disabled_at().is_none() {
+        return (t, false);
+    }
+    let mut l = t.source.lifecycle.clone().unwrap_or_default();
+    l.disabled_at = None;
+    l.disabled_by = None;
+    (store_lifecycle(t, l), true)
+}
+
+/// Why the tenant's data may not be purged at `now`, or `Ok(())`. `retention_days` below
+/// [`PURGE_RETENTION_DAYS`] is refused.
+pub fn purge_check(
+    t: &Tenant,
+    now: chrono::DateTime<chrono::Utc>,
+    retention_days: i64,
+) -> Result<(), PurgeRefusal> {
+    if retention_days < PURGE_RETENTION_DAYS {
+        return Err(PurgeRefusal::RetentionTooShort(retention_days));
+    }
+    let Some(at) = t.disabled_at() else {
+        return Err(PurgeRefusal::NotDisabled);
+    };
+    let from = at + chrono::Duration::days(retention_days);
+    if now < from {
+        return Err(PurgeRefusal::TooEarly {
+            disabled_at: at,
+            from,
+        });
+    }
+    Ok(())
+}
+
+/// The first moment a disabled tenant's data may be purged.
+pub fn purge_from(t: &Tenant, retention_days: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    t.disabled_at()
+        .map(|at| at + chrono::Duration::days(retention_days.max(PURGE_RETENTION_DAYS)))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeRefusal {
+    RetentionTooShort(i64),
+    NotDisabled,
+    TooEarly {
+        disabled_at: chrono::DateTime<chrono::Utc>,
+        from: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// serde's TOML messages carry a caret excerpt of the file; the first line is what the
@@ -890,5 +1169,220 @@ incident_min_risk = "high"
         });
         let e = Tenant::from_json_value(&v).unwrap_err();
         assert!(e.to_string().contains("mdx"), "{e}");
+    }
+
+    // ---- lifecycle ----
+
+    fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
+        s.parse().unwrap()
+    }
+
+    fn with_products(list: &str, extra: &str) -> Tenant {
+        let mut text = format!(
+            "id = \"kaede-shoji\"\nname = \"楓商事\"\nazure_tenant_id = \"6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f\"\nproducts = [{list}]\n{extra}"
+        );
+        for (p, section) in [
+            ("mde", "[mde]\ndevice_groups = [\"*\"]\nincident_min_severity = \"medium\"\n"),
+            ("mdo", "[[mdo.policies]]\nname = \"Phish\"\ncategory = \"threat_management\"\nlevel = \"incident\"\n"),
+            ("mdi", "[mdi]\n"),
+            ("idp", "[idp]\nincident_min_risk = \"high\"\n"),
+        ] {
+            if list.contains(&format!("\"{p}\"")) {
+                text.push_str(section);
+            }
+        }
+        Tenant::from_toml(&text).unwrap()
+    }
+
+    fn names(t: &Tenant) -> Vec<&'static str> {
+        t.products.iter().map(|p| p.as_str()).collect()
+    }
+
+    #[test]
+    fn next_jst_month_starts_at_jst_midnight() {
+        // 2026-11-30T15:30Z is already 12-01 00:30 in Tokyo: the next month is January.
+        assert_eq!(
+            first_of_next_jst_month(utc("2026-11-30T15:30:00Z")),
+            utc("2026-12-31T15:00:00Z")
+        );
+        // 14:59Z is still 11-30 23:59 JST.
+        assert_eq!(
+            first_of_next_jst_month(utc("2026-11-30T14:59:59Z")),
+            utc("2026-11-30T15:00:00Z")
+        );
+        assert_eq!(
+            first_of_next_jst_month(utc("2026-12-15T00:00:00Z")),
+            utc("2026-12-31T15:00:00Z")
+        );
+        assert_eq!(
+            first_of_next_jst_month(utc("2027-01-31T15:00:00Z")),
+            utc("2027-02-28T15:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_product_change_waits_for_the_next_jst_month() {
+        let now = utc("2026-11-30T15:30:00Z");
+        let old = with_products("\"mde\", \"mdo\"", "");
+        let new = with_products("\"mde\", \"mdo\", \"idp\"", "");
+        let t = schedule_put(Some(&old), new, now, false);
+        let l = t.source.lifecycle.clone().unwrap();
+        assert_eq!(l.products_before, Some(vec!["mde".into(), "mdo".into()]));
+        assert_eq!(l.products_from, Some(utc("2026-12-31T15:00:00Z")));
+        assert!(l.kept.is_none(), "nothing removed, nothing kept");
+        assert_eq!(names(&t.clone().at(now)), ["mde", "mdo"]);
+        assert_eq!(
+            names(&t.clone().at(utc("2026-12-31T14:59:59Z"))),
+            ["mde", "mdo"]
+        );
+        assert_eq!(
+            names(&t.clone().at(utc("2026-12-31T15:00:00Z"))),
+            ["mde", "mdo", "idp"]
+        );
+        // Until then the added product's criteria are not in force.
+        assert!(t.clone().at(now).idp_incident_min.is_none());
+        // The record survives the store's JSON and validates again.
+        let json = serde_json::to_string(&t.source).unwrap();
+        let back = Tenant::validate(serde_json::from_str(&json).unwrap()).unwrap();
+        assert_eq!(back.source.lifecycle, t.source.lifecycle);
+    }
+
+    #[test]
+    fn a_removed_product_is_monitored_with_its_criteria_until_the_change() {
+        let now = utc("2026-11-10T00:00:00Z");
+        let old = with_products(
+            "\"mde\", \"mdo\"",
+            "[response]\n[response.mde]\nisolate = \"auto\"\n",
+        );
+        let new = with_products("\"mdo\", \"idp\"", "");
+        let t = schedule_put(Some(&old), new, now, false);
+        let l = t.source.lifecycle.clone().unwrap();
+        assert!(l.kept.as_ref().unwrap().mde.is_some(), "{l:?}");
+        let in_force = t.clone().at(now);
+        assert_eq!(names(&in_force), ["mde", "mdo"]);
+        assert!(in_force.mde.as_ref().unwrap().all_groups);
+        assert!(in_force.idp_incident_min.is_none());
+        // First response of the product on its way out is off.
+        assert_eq!(
+            in_force.response.mde.isolate,
+            crate::domain::response::Mode::Off
+        );
+        // The stored record is still the new file.
+        assert_eq!(in_force.source.products, ["mdo", "idp"]);
+        let later = t.at(utc("2026-11-30T15:00:00Z"));
+        assert_eq!(names(&later), ["mdo", "idp"]);
+        assert!(later.mde.is_none());
+    }
+
+    #[test]
+    fn now_no_change_cancel_and_settled_changes() {
+        let now = utc("2026-11-10T00:00:00Z");
+        let old = with_products("\"mde\"", "");
+        // --now: in force at once.
+        let t = schedule_put(Some(&old), with_products("\"mde\", \"mdi\"", ""), now, true);
+        assert!(t.source.lifecycle.is_none());
+        assert_eq!(names(&t.at(now)), ["mde", "mdi"]);
+        // The same products (another order, other criteria): nothing scheduled.
+        let two = with_products("\"mde\", \"mdi\"", "");
+        let t = schedule_put(
+            Some(&two),
+            with_products("\"mdi\", \"mde\"", ""),
+            now,
+            false,
+        );
+        assert!(t.source.lifecycle.is_none());
+        // A new tenant: in force at once.
+        let t = schedule_put(None, with_products("\"mde\", \"mdi\"", ""), now, false);
+        assert!(t.source.lifecycle.is_none());
+        // Scheduled, then put back to what is in force: cancelled.
+        let pending = schedule_put(
+            Some(&old),
+            with_products("\"mde\", \"mdi\"", ""),
+            now,
+            false,
+        );
+        assert!(pending.pending_change(now).is_some());
+        let back = schedule_put(Some(&pending), with_products("\"mde\"", ""), now, false);
+        assert!(
+            back.source.lifecycle.is_none(),
+            "{:?}",
+            back.source.lifecycle
+        );
+        // Scheduled twice in the month: the before stays what is in force.
+        let again = schedule_put(
+            Some(&pending),
+            with_products("\"mde\", \"idp\"", ""),
+            utc("2026-11-20T00:00:00Z"),
+            false,
+        );
+        let l = again.source.lifecycle.clone().unwrap();
+        assert_eq!(l.products_before, Some(vec!["mde".into()]));
+        assert_eq!(l.products_from, Some(utc("2026-11-30T15:00:00Z")));
+        // A put after the change took effect starts from the new products and forgets it.
+        let after = utc("2026-12-02T00:00:00Z");
+        let t = schedule_put(
+            Some(&pending),
+            with_products("\"mde\", \"mdi\"", ""),
+            after,
+            false,
+        );
+        assert!(t.source.lifecycle.is_none());
+        assert!(settle(pending.clone(), after).source.lifecycle.is_none());
+        assert!(settle(pending.clone(), now).pending_change(now).is_some());
+    }
+
+    #[test]
+    fn disable_is_kept_by_put_and_idempotent() {
+        let now = utc("2026-11-10T00:00:00Z");
+        let (t, changed) = disable(with_products("\"mde\"", ""), now, "sato");
+        assert!(changed);
+        let (t, changed) = disable(t, utc("2026-11-11T00:00:00Z"), "suzuki");
+        assert!(!changed);
+        assert_eq!(t.disabled_at(), Some(now));
+        assert_eq!(t.disabled_by(), Some("sato"));
+        let put = schedule_put(Some(&t), with_products("\"mde\", \"mdi\"", ""), now, false);
+        assert_eq!(put.disabled_at(), Some(now));
+        assert!(put.pending_change(now).is_some());
+        let (e, changed) = enable(put);
+        assert!(changed);
+        assert!(e.disabled_at().is_none() && e.disabled_by().is_none());
+        assert!(e.pending_change(now).is_some(), "enable keeps the schedule");
+        assert!(!enable(e).1);
+    }
+
+    #[test]
+    fn purge_waits_for_the_retention_period() {
+        let at = utc("2026-11-10T00:00:00Z");
+        let active = with_products("\"mde\"", "");
+        assert_eq!(
+            purge_check(&active, at, PURGE_RETENTION_DAYS),
+            Err(PurgeRefusal::NotDisabled)
+        );
+        let (t, _) = disable(active, at, "sato");
+        let from = utc("2027-02-08T00:00:00Z");
+        assert_eq!(purge_from(&t, PURGE_RETENTION_DAYS), Some(from));
+        assert_eq!(
+            purge_check(
+                &t,
+                from - chrono::Duration::seconds(1),
+                PURGE_RETENTION_DAYS
+            ),
+            Err(PurgeRefusal::TooEarly {
+                disabled_at: at,
+                from
+            })
+        );
+        assert_eq!(purge_check(&t, from, PURGE_RETENTION_DAYS), Ok(()));
+        assert_eq!(
+            purge_check(&t, from, 30),
+            Err(PurgeRefusal::RetentionTooShort(30))
+        );
+        assert!(purge_check(&t, from, 120).is_err());
+    }
+
+    #[test]
+    fn a_tenant_file_cannot_carry_a_lifecycle() {
+        let e = refused(&format!("{FULL}[lifecycle]\ndisabled_by = \"x\"\n"));
+        assert_eq!(e.field, "lifecycle", "{e}");
     }
 }

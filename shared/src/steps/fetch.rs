@@ -1,4 +1,5 @@
-//! Fetch: Graph → store → classify queue, then (and only then) the cursor moves.
+//! Fetch: Graph → store → classify queue, then (and only then) the cursor moves. Each
+//! outcome of the alert source is recorded for ingest health (`health`).
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -17,6 +18,9 @@ pub struct FetchOutcome {
     pub new_versions: usize,
     pub malformed: usize,
     pub cursor: Option<DateTime<Utc>>,
+    /// Set when this fetch ended an outbreak of failures (`health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::HealthEvent>,
 }
 
 /// One tenant × product. Stores every new alert version, hands each on once, records
@@ -46,7 +50,15 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
         Some(c) => c - chrono::Duration::from_std(deps.settings.overlap)?,
         None => now - chrono::Duration::from_std(deps.settings.initial_lookback)?,
     };
-    let items = deps.alerts.fetch(&tenant, product, since).await?;
+    // Ingest health counts only the alert source's failures (Graph, its token); the store's
+    // and the queue's are the service's own (the Errors alarm).
+    let items = match deps.alerts.fetch(&tenant, product, since).await {
+        Ok(items) => items,
+        Err(e) => {
+            super::health::record_failure(deps, &tenant, product, &e).await;
+            return Err(e);
+        }
+    };
     let mut out = FetchOutcome {
         tenant: tenant.id.clone(),
         product: product.to_string(),
@@ -101,6 +113,7 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
         .advance_cursor(&tenant.id, product, target)
         .await?;
     out.cursor = deps.store.get_cursor(&tenant.id, product).await?;
+    out.health = super::health::record_success(deps, &tenant, product).await;
     Ok(out)
 }
 

@@ -118,6 +118,15 @@ pub fn doc_key(incident_key: &str, alert_id: &str) -> String {
 /// Runs the investigation of one alert version. `rerun` (an operator's request) investigates
 /// again even when the alert was investigated before.
 pub async fn run(deps: &Deps, msg: &AlertRef, rerun: bool) -> anyhow::Result<InvestigateOutcome> {
+    // A message from `mss rerun` says itself how hard to rerun; `rerun` (by hand) at least
+    // rebuilds.
+    let mode = match (rerun, msg.rerun) {
+        (_, Some(m)) => Some(m),
+        (true, None) => Some(crate::messages::Rerun::Again),
+        (false, None) => None,
+    };
+    let force = mode == Some(crate::messages::Rerun::Force);
+    let rerun = mode.is_some();
     let inv = deps
         .investigate
         .as_ref()
@@ -235,6 +244,8 @@ pub async fn run(deps: &Deps, msg: &AlertRef, rerun: bool) -> anyhow::Result<Inv
     let sections_skipped = report.sections.len() - sections_run;
 
     let version = match &previous {
+        // An operator's forced re-post: a new version number, posted even if unchanged.
+        Some(p) if force && p.posted => p.version + 1,
         Some(p) if p.fingerprint == fingerprint => p.version,
         Some(p) if p.posted => p.version + 1,
         // Stored but never confirmed posted, with other content: the same version number,
@@ -243,7 +254,7 @@ pub async fn run(deps: &Deps, msg: &AlertRef, rerun: bool) -> anyhow::Result<Inv
         None => 1,
     };
     if let Some(p) = &previous {
-        if p.posted && p.fingerprint == fingerprint {
+        if p.posted && p.fingerprint == fingerprint && !force {
             // Keep the newest data (generated_at, hunting rows) without posting again.
             let stored = StoredReport {
                 report,
@@ -282,7 +293,13 @@ pub async fn run(deps: &Deps, msg: &AlertRef, rerun: bool) -> anyhow::Result<Inv
             &serde_json::to_string(&stored)?,
         )
         .await?;
-    let ext = format!("inv-{}-{fingerprint}", alert.id);
+    let ext = if force {
+        // Same content as a report already on the ticket: its own id, or the lookup would
+        // find the old one and skip the re-post the operator asked for.
+        format!("inv-{}-{fingerprint}-v{version}", alert.id)
+    } else {
+        format!("inv-{}-{fingerprint}", alert.id)
+    };
     if !deps.tickets.has_response(&ticket_id, &ext).await? {
         deps.tickets.add_response(&ticket_id, &text, &ext).await?;
     }

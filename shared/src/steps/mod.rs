@@ -7,14 +7,19 @@ use std::time::Duration;
 use crate::domain::incident::PriorityMap;
 use crate::ports::{AlertSource, Clock, Queue, Store, Tickets};
 
+pub mod backfill;
 pub mod classify;
 pub mod deliver_report;
 pub mod digest;
 pub mod fetch;
+pub mod health;
 pub mod inquiries;
 pub mod investigate;
 pub mod monthly;
+pub mod preflight;
+pub mod rerun;
 pub mod respond;
+pub mod runs;
 pub mod ticket;
 
 #[derive(Debug, Clone)]
@@ -30,6 +35,9 @@ pub struct Settings {
     pub intent_takeover: Duration,
     /// Tenant × product fetches run at once by one fetch cycle.
     pub fetch_concurrency: usize,
+    /// When a failing fetch becomes an operator alert, and where that alert goes (`None`
+    /// sink: only the `ingest_unhealthy` log line). See `health`.
+    pub ingest_health: health::HealthSettings,
 }
 
 impl Default for Settings {
@@ -40,6 +48,7 @@ impl Default for Settings {
             priorities: PriorityMap::default(),
             intent_takeover: Duration::from_secs(30),
             fetch_concurrency: 32,
+            ingest_health: health::HealthSettings::default(),
         }
     }
 }

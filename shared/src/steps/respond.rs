@@ -113,6 +113,9 @@ fn record_text(r: &ActionRecord) -> String {
 }
 
 /// Plans and starts the actions for one incident alert version.
+/// The oldest alert version first response still acts on by itself.
+pub const MAX_ALERT_AGE: Duration = Duration::from_secs(24 * 3600);
+
 pub async fn plan(deps: &Deps, msg: &AlertRef) -> anyhow::Result<Vec<ActionRecord>> {
     let Some(rd) = deps.respond.clone() else {
         return Ok(vec![]);
@@ -120,6 +123,14 @@ pub async fn plan(deps: &Deps, msg: &AlertRef) -> anyhow::Result<Vec<ActionRecor
     let (tenant, alert) = super::load_version(deps, msg).await?;
     if tenant.disabled_at().is_some() {
         tracing::info!(tenant = %tenant.id, "tenant disabled: no first response");
+        return Ok(vec![]);
+    }
+    // A backfill (or a late rerun) can ticket an alert from weeks ago: isolating a device
+    // for it now would act on a situation nobody has looked at. First response is for what
+    // is happening; older alerts get their ticket and report only.
+    let age = deps.clock.now() - alert.last_update;
+    if age > chrono::Duration::from_std(MAX_ALERT_AGE)? {
+        tracing::info!(tenant = %tenant.id, alert = %alert.id, age_h = age.num_hours(), "alert too old for automatic first response");
         return Ok(vec![]);
     }
     let product = alert

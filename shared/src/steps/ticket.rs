@@ -55,6 +55,13 @@ pub async fn run(deps: &Deps, msg: &AlertRef) -> anyhow::Result<TicketOutcome> {
     let mut actions = Vec::new();
     let ticket_id = ensure_ticket(deps, &tenant, &alert, &key, &mut actions).await?;
     apply_version(deps, &tenant, &alert, &key, &ticket_id, &mut actions).await?;
+    // What follows runs as usual, even after an operator's rerun of this step: a rerun
+    // names one step, and the ones after it skip what they already did.
+    let fwd = AlertRef {
+        rerun: None,
+        ..msg.clone()
+    };
+    let msg = &fwd;
     // First response follows the ticket (its notes go on it); queued only where the tenant's
     // policy could act on this product.
     if deps.respond.is_some()
