@@ -25,7 +25,7 @@ MOTO_VERSION="5.2.5"          # moto[server]: the AWS API emulator (DynamoDB, SQ
 CFN_LINT_VERSION="1.58.0"     # cfn-lint: CloudFormation/SAM linter
 CARGO_LAMBDA_VERSION="1.9.2"  # cargo-lambda: the PyPI wheel ships the binary; it requires ziglang>=0.10
 ZIGLANG_VERSION="0.17.1"      # ziglang: zig as a wheel, the cross-linker cargo-lambda build uses
-CHECKOV_VERSION="3.3.30"      # checkov (optional, --with-checkov)
+CHECKOV_VERSION="3.3.30"      # checkov: IaC security scanner for template.yaml (--with-checkov; scripts/test.sh passes it)
 WEBSOCKET_CLIENT_VERSION="1.9.2"  # websocket-client: scripts/render_check.py speaks the Chrome DevTools Protocol with it
 AZURE_SECURITYINSIGHT_VERSION="1.0.0"   # azure-mgmt-securityinsight: Sentinel API models for scripts/arm_check.py
 AZURE_APPINSIGHTS_VERSION="4.1.0"       # azure-mgmt-applicationinsights: workbook API models for scripts/arm_check.py

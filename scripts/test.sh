@@ -15,8 +15,8 @@ export RUST_BACKTRACE=1
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "dev tools (pinned, into .venv/: moto, cfn-lint, cargo-lambda)"
-./scripts/dev-tools.sh
+step "dev tools (pinned, into .venv/: moto, cfn-lint, cargo-lambda, checkov)"
+./scripts/dev-tools.sh --with-checkov
 export PATH="$PWD/.venv/bin:$PATH"
 
 # The AWS emulator for the cloud-shape tests; stopped however this script ends.
@@ -29,6 +29,58 @@ echo "moto at $MOTO_URL"
 
 step "SAM template (cfn-lint)"
 cfn-lint template.yaml
+
+# checkov's cloudformation framework also reads SAM (AWS::Serverless::Function, and the IAM role
+# SAM makes of each function's Policies). Offline (--skip-download). Fails on any failed check,
+# on a parse error, and on a skip without its justification (Metadata.checkov.skip[].comment).
+step "SAM template (checkov, security checks of the infrastructure)"
+mkdir -p target
+checkov -f template.yaml --framework cloudformation --skip-download --compact -o json \
+  > target/checkov.json || true
+.venv/bin/python - <<'PY'
+import json, sys
+from cfnlint.decode import decode
+d = json.load(open("target/checkov.json", encoding="utf-8"))
+d = d[0] if isinstance(d, list) else d
+s, r = d["summary"], d["results"]
+bad = []
+for c in r["failed_checks"]:
+    bad.append(f"FAILED {c['check_id']} {c['resource']}: {c['check_name']}")
+for c in r["skipped_checks"]:
+    why = ((c.get("check_result") or {}).get("suppress_comment") or "").strip()
+    if len(why) < 20:
+        bad.append(f"SKIPPED WITHOUT A JUSTIFICATION {c['check_id']} {c['resource']}")
+# Skips whose justification is a property of the resource: the property must be there.
+resources = decode("template.yaml")[0]["Resources"]
+premise = {
+    "CKV_AWS_27": lambda p: p.get("SqsManagedSseEnabled") is True,  # SSE-SQS, not KMS
+    "CKV_AWS_119": lambda p: (p.get("SSESpecification") or {}).get("SSEEnabled") is True,
+}
+for c in r["skipped_checks"]:
+    name = c["resource"].split(".", 1)[1]
+    check = premise.get(c["check_id"])
+    if check and not check(resources[name].get("Properties", {})):
+        bad.append(f"SKIP NO LONGER TRUE {c['check_id']} {c['resource']}: its justification says otherwise")
+# Every function's log group exists and has a retention.
+groups = {json.dumps(v["Properties"].get("LogGroupName")): v["Properties"]
+          for v in resources.values() if v["Type"] == "AWS::Logs::LogGroup"}
+for k, v in resources.items():
+    if v["Type"] == "AWS::Serverless::Function":
+        fn = v["Properties"].get("FunctionName", {})
+        sub = {"Fn::Sub": "/aws/lambda/" + fn["Fn::Sub"]} if isinstance(fn, dict) and "Fn::Sub" in fn else None
+        g = groups.get(json.dumps(sub))
+        if not g or "RetentionInDays" not in g:
+            bad.append(f"NO LOG GROUP WITH RETENTION for {k}")
+if s.get("parsing_errors"):
+    bad.append(f"{s['parsing_errors']} parsing error(s)")
+if s["passed"] == 0:
+    bad.append("checkov checked nothing")
+for b in bad:
+    print(b)
+print(f"checkov: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped"
+      + (" (each justified)" if not bad else ""))
+sys.exit(1 if bad else 0)
+PY
 
 step "KQL: every query parsed and analyzed by Microsoft's Kusto parser (scripts/kql_check.js)"
 node scripts/kql_check.js

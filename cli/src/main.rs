@@ -16,6 +16,7 @@ use shared::domain::tenant::Tenant;
 
 mod backfill;
 mod bench;
+mod chaos;
 mod demo;
 mod ops;
 mod preflight;
@@ -156,6 +157,9 @@ enum Cmd {
     /// Read one tenant's alerts of a past window again: store, classify and count them;
     /// ticket only young incidents unless --tickets.
     Backfill(backfill::BackfillArgs),
+    /// The chaos run: a scenario under every fault at once, compared with its ground truth
+    /// (RELIABILITY.md). Exit 1 when a target figure is not zero.
+    Chaos(chaos::ChaosArgs),
     /// Local cloud tooling (emulators only).
     Cloud {
         #[command(subcommand)]
@@ -348,6 +352,17 @@ enum BenchCmd {
         #[arg(long, requires = "store")]
         reuse: bool,
     },
+    /// Parse and classify synthetic ~4 KB alerts on one thread; prints one JSON line with
+    /// the median alerts/s of --runs runs.
+    Classify {
+        #[arg(long, default_value_t = 100_000)]
+        alerts: u64,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// The tenant (default: infra/tenants/kaede-shoji.example.toml's criteria, built in).
+        #[arg(long)]
+        tenant: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -535,6 +550,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Runs(a) => ops::runs(a),
         Cmd::Preflight(a) => preflight::run(a),
         Cmd::Backfill(a) => backfill::run(a),
+        Cmd::Chaos(a) => runtime()?.block_on(chaos::run(a)),
         Cmd::Dlq { cmd } => dlq_cmd(cmd),
         Cmd::Sentinel { cmd } => sentinel_cmd(cmd),
         Cmd::Bench {
@@ -555,6 +571,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(dir) => runtime()?.block_on(bench::store(alerts, month, &dir, reuse))?,
             };
             println!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Classify {
+                    alerts,
+                    runs,
+                    tenant,
+                },
+        } => {
+            let t = match tenant {
+                Some(f) => load_tenant(&f)?,
+                None => {
+                    Tenant::from_toml(include_str!("../../infra/tenants/kaede-shoji.example.toml"))
+                        .map_err(|e| anyhow::anyhow!("the built-in example tenant: {e}"))?
+                }
+            };
+            println!("{}", bench::classify(alerts, runs, &t)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Respond { cmd } => respond_cmd(cmd),

@@ -5,6 +5,8 @@
 //! (`ports::Tickets`, `adapters::opsramp`).
 
 pub mod adapters;
+/// Fault-injecting port wrappers for `mss chaos` (issue 10).
+pub mod chaos;
 #[doc(hidden)]
 pub mod conformance;
 pub mod domain;

@@ -57,7 +57,7 @@ fn take(times: &mut u32) -> bool {
     }
 }
 
-fn decide(ep: Endpoint, fault: Option<&mut Fault>) -> Action {
+fn decide(ep: Endpoint, fault: Option<&mut Fault>, rng: Option<&mut rand::rngs::StdRng>) -> Action {
     match fault {
         None | Some(Fault::None) => Action::Proceed,
         Some(Fault::TooManyRequests { times, retry_after }) => {
@@ -98,6 +98,26 @@ fn decide(ep: Endpoint, fault: Option<&mut Fault>) -> Action {
                 Action::TooMany(*retry_after)
             } else if r < *p429 + *p5xx {
                 Action::Status(503)
+            } else {
+                Action::Proceed
+            }
+        }
+        Some(Fault::SeededRate {
+            p429,
+            p5xx,
+            status,
+            retry_after,
+            ..
+        }) => {
+            use rand::Rng as _;
+            let r: f64 = match rng {
+                Some(g) => g.random(),
+                None => rand::random(),
+            };
+            if r < *p429 {
+                Action::TooMany(*retry_after)
+            } else if r < *p429 + *p5xx {
+                Action::Status(*status)
             } else {
                 Action::Proceed
             }
@@ -300,8 +320,20 @@ impl Inner {
     pub(crate) async fn fault_gate(&self, ep: Endpoint, headers: &HeaderMap) -> Option<Response> {
         let action = {
             let mut faults = lock(&self.faults);
-            decide(ep, faults.get_mut(&ep))
+            let mut rngs = lock(&self.fault_rngs);
+            decide(ep, faults.get_mut(&ep), rngs.get_mut(&ep))
         };
+        if !matches!(action, Action::Proceed) {
+            let mut injected = lock(&self.injected);
+            let n = injected.entry(ep).or_default();
+            match action {
+                Action::Proceed => {}
+                Action::Delay(_) => n.delayed += 1,
+                Action::TooMany(_) => n.too_many_requests += 1,
+                Action::Status(_) => n.server_errors += 1,
+                Action::TokenExpired => n.token_expired += 1,
+            }
+        }
         match action {
             Action::Proceed => None,
             Action::Delay(ms) => {

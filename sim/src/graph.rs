@@ -98,6 +98,17 @@ async fn entra_token(
         return missing("client_id");
     };
     if *client_id != t.client_id {
+        // Another tenant's app presenting itself here: that tenant's credential used for this
+        // tenant (refused below as Entra refuses an app unknown in the directory).
+        let app_tenant = inner.tenants.iter().position(|o| o.client_id == *client_id);
+        if let Some(app_tenant) = app_tenant {
+            inner.isolation_check(
+                "POST {tenant}/oauth2/v2.0/token",
+                app_tenant,
+                Some(idx),
+                client_id,
+            );
+        }
         return aad_error(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
@@ -368,6 +379,10 @@ struct SkipToken {
     f: String,
     a: Option<DateTime<Utc>>,
     c: bool,
+    /// The tenant (index) whose listing this continues: a next page asked with another
+    /// tenant's token is an isolation violation.
+    #[serde(default)]
+    n: Option<usize>,
 }
 
 fn hex_encode(b: &[u8]) -> String {
@@ -393,6 +408,10 @@ impl SkipToken {
     }
 }
 
+/// Simulator-only key of a scenario alert version: seconds after its `lastUpdateDateTime`
+/// before Graph serves it (late indexing; see [`crate::SimTenant::alerts`]). Never served.
+const SIM_VISIBLE_AFTER: &str = "simVisibleAfterSeconds";
+
 /// The served alert list for a tenant at `as_of` (None = everything visible): one visible
 /// version per id, enum-mapped and filtered, ordered by lastUpdateDateTime then id, followed by
 /// the malformed items.
@@ -415,7 +434,15 @@ fn served_alerts(
             malformed.push(a.clone());
             continue;
         };
-        if as_of.is_some_and(|t| lu > t) {
+        // Late indexing (simulator-only `simVisibleAfterSeconds`): the version is served only
+        // from `lastUpdateDateTime` + that many seconds on.
+        let visible_from = match a.get(SIM_VISIBLE_AFTER).and_then(Value::as_f64) {
+            Some(s) if s.is_finite() && s > 0.0 => {
+                lu + chrono::TimeDelta::milliseconds((s * 1000.0).round() as i64)
+            }
+            _ => lu,
+        };
+        if as_of.is_some_and(|t| visible_from > t) {
             continue;
         }
         match best.get(id) {
@@ -429,6 +456,9 @@ fn served_alerts(
         .into_iter()
         .map(|(id, (lu, a))| {
             let mut a = a.clone();
+            if let Some(m) = a.as_object_mut() {
+                m.remove(SIM_VISIBLE_AFTER);
+            }
             if !include_unknown {
                 if let Some(src) = a.get_mut("serviceSource") {
                     if src
@@ -525,7 +555,17 @@ async fn list_alerts(
     // A nextLink carries only $skiptoken; the token restores the whole original query.
     let state = match skiptoken {
         Some(st) => match SkipToken::decode(&st) {
-            Some(t) => t,
+            Some(t) => {
+                if inner.isolation_check(
+                    "GET security/alerts_v2?$skiptoken",
+                    tenant,
+                    t.n,
+                    "@odata.nextLink of another tenant's listing",
+                ) {
+                    return crate::isolation::forbidden();
+                }
+                t
+            }
             None => return bad_request("Invalid $skiptoken."),
         },
         None => SkipToken {
@@ -534,6 +574,7 @@ async fn list_alerts(
             f: filter,
             a: (!inner.all_visible).then(|| inner.now()),
             c: count,
+            n: Some(tenant),
         },
     };
     let clauses = if state.f.trim().is_empty() {
@@ -607,11 +648,12 @@ mod tests {
             f: "severity eq 'high'".into(),
             a: None,
             c: true,
+            n: Some(1),
         };
         let d = SkipToken::decode(&t.encode()).unwrap();
         assert_eq!(
-            (d.o, d.t, d.f.as_str(), d.c),
-            (4, 2, "severity eq 'high'", true)
+            (d.o, d.t, d.f.as_str(), d.c, d.n),
+            (4, 2, "severity eq 'high'", true, Some(1))
         );
         assert!(SkipToken::decode("zz").is_none());
     }

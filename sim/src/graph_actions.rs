@@ -206,6 +206,12 @@ async fn confirm_compromised(
         }
         _ => return bad_request("'userIds' must be a non-empty list of user object ids."),
     };
+    // Another tenant's user named here: refused below as unknown (404), and recorded.
+    inner.isolation_check_ids(
+        "POST identityProtection/riskyUsers/confirmCompromised",
+        tenant,
+        ids.iter().copied(),
+    );
     let mut confirmed: Vec<String> = Vec::new();
     for id in ids {
         let Some(user) = state.user_by_id(tenant, id) else {
@@ -258,6 +264,8 @@ async fn get_user(
             _ => {}
         }
     }
+    // Another tenant's user: unknown here (404), and recorded.
+    inner.isolation_check_ids("GET users/{id|upn}", tenant, [key.as_str()]);
     let state = lock(&inner.directory);
     let Some(user) = state.user_by_id_or_upn(tenant, &key) else {
         return user_not_found(&key);
@@ -563,6 +571,24 @@ async fn remediate_emails(
     };
     if let Err(e) = check_remediation(&m) {
         return bad_request(&e);
+    }
+    let named: Vec<String> = m
+        .get("analyzedEmails")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|e| {
+            ["networkMessageId", "recipientEmailAddress", "id"]
+                .into_iter()
+                .filter_map(|k| str_field(e, k).map(str::to_string))
+        })
+        .collect();
+    if inner.isolation_check_ids(
+        "POST security/collaboration/analyzedEmails/remediate",
+        tenant,
+        named.iter().map(String::as_str),
+    ) {
+        return crate::isolation::forbidden();
     }
     let azure_tenant = inner.tenants[tenant].azure_tenant_id.clone();
     let location = format!(

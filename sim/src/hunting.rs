@@ -184,6 +184,14 @@ async fn run_hunting_query(
             .map(str::to_string)
     };
     let (query, timespan) = (text("Query"), text("Timespan"));
+    // The entities the query binds belong to a tenant: hunting them with another tenant's
+    // token is refused (a query that does not parse is answered 400 below, unchecked).
+    if let Some(p) = query.as_deref().and_then(|q| parse_query(q).ok()) {
+        let bound = ENTITY_BINDINGS.iter().filter_map(|n| p.bindings.string(n));
+        if inner.isolation_check_ids("POST security/runHuntingQuery", tenant, bound) {
+            return crate::isolation::forbidden();
+        }
+    }
 
     // A denied permission is answered before the quota counts the call.
     let response = match inner.denied(tenant, crate::Permission::ThreatHuntingReadAll) {
@@ -827,6 +835,21 @@ const B_MESSAGE_ID: &[&str] = &["AlertMessageId", "NetworkMessageId"];
 const B_RECIPIENT: &[&str] = &["AlertRecipient", "RecipientEmailAddress"];
 const B_USER_OBJECT_ID: &[&str] = &["AlertUserObjectId", "AccountObjectId"];
 const B_USER_UPN: &[&str] = &["AlertUserUpn", "AccountUpn"];
+/// Every binding that names a tenant's entity, for the isolation check.
+const ENTITY_BINDINGS: [&str; 12] = [
+    "AlertDeviceId",
+    "DeviceId",
+    "AlertDeviceName",
+    "DeviceName",
+    "AlertMessageId",
+    "NetworkMessageId",
+    "AlertRecipient",
+    "RecipientEmailAddress",
+    "AlertUserObjectId",
+    "AccountObjectId",
+    "AlertUserUpn",
+    "AccountUpn",
+];
 
 const DEVICE_ID: &str = "b7e1c3a9f04d2e6a8c5b1f7d3e9a0c2b4d6f8a1e";
 const DEVICE_NAME: &str = "tky-pc-0123.corp.contoso.co.jp";

@@ -45,6 +45,13 @@
 //! `GET identityProtection/riskDetections` (detections added with
 //! [`Sim::add_risk_detections`]). See the `permissions` module for each body and its source.
 //!
+//! Tenant isolation (added for the security tests, in memory only): every Entra token carries
+//! its tenant, and each tenant-scoped endpoint compares it with the tenant the request is about
+//! (the token endpoint's path, the `$skiptoken` of an `alerts_v2` listing, the owner of a
+//! device, user, workspace, machine action, or of the entities a hunting query binds). A
+//! mismatch is refused and recorded in [`Sim::isolation_violations`]; see the `isolation`
+//! module for the rules.
+//!
 //! OpsRamp tickets come in two kinds served alike: incidents under
 //! `{opsramp_base}/api/v2/tenants/{tenantId}/incidents…` ([`Sim::tickets`]) and service requests
 //! under `…/serviceRequests…` ([`Sim::service_requests`]), each with its own numbering.
@@ -57,6 +64,7 @@ mod faults;
 mod graph;
 mod graph_actions;
 mod hunting;
+mod isolation;
 mod loganalytics;
 mod mde;
 mod opsramp;
@@ -74,6 +82,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use isolation::IsolationViolation;
 pub use permissions::{Permission, Resource, TokenRefusal};
 
 /// One simulated Microsoft 365 customer tenant.
@@ -84,6 +93,10 @@ pub struct SimTenant {
     pub client_secret: String,
     /// Alert versions as Graph would serve them. Several entries may share an `id`: a later
     /// `lastUpdateDateTime` is an update of the same alert, revealed by the simulated clock.
+    /// **Simulator-only:** a version may carry `simVisibleAfterSeconds` (a number): Graph
+    /// indexes it late, serving it only from `lastUpdateDateTime` + that many seconds of the
+    /// simulated clock (until then the alert's previous visible version, if any, is served).
+    /// Ignored under `all_visible`; the key is removed before the alert is served.
     pub alerts: Vec<serde_json::Value>,
 }
 
@@ -214,6 +227,31 @@ pub enum Fault {
         p5xx: f64,
         retry_after: f64,
     },
+    /// Like `Probability`, but drawn from a random generator seeded with `seed` (and the
+    /// endpoint), so a chaos run injects the same sequence of faults into the same sequence of
+    /// requests to that endpoint: each request answers 429 with probability `p429` (with
+    /// `Retry-After` = `retry_after`, fractional), else `status` with probability `p5xx`,
+    /// else is handled normally. Never exhausted. Setting it again restarts the sequence.
+    SeededRate {
+        p429: f64,
+        p5xx: f64,
+        status: u16,
+        retry_after: f64,
+        seed: u64,
+    },
+}
+
+/// Faults the simulator injected at one endpoint ([`Sim::faults_injected`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InjectedFaults {
+    /// 429 answers.
+    pub too_many_requests: u64,
+    /// 5xx (or other `ServerError`/`SeededRate` status) answers.
+    pub server_errors: u64,
+    /// Requests delayed by `Latency`.
+    pub delayed: u64,
+    /// OpsRamp 407 answers of `TokenExpired`.
+    pub token_expired: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -380,6 +418,10 @@ pub(crate) struct Inner {
     pub all_visible: bool,
     pub clock: Mutex<DateTime<Utc>>,
     pub faults: Mutex<HashMap<Endpoint, Fault>>,
+    /// The random generator of each endpoint's `Fault::SeededRate`, seeded when it is set.
+    pub fault_rngs: Mutex<HashMap<Endpoint, rand::rngs::StdRng>>,
+    /// What the fault gate injected, per endpoint ([`Sim::faults_injected`]).
+    pub injected: Mutex<HashMap<Endpoint, InjectedFaults>>,
     pub stats: Mutex<SimStats>,
     pub entra_tokens: Mutex<HashMap<String, EntraToken>>,
     /// OpsRamp token -> expiry.
@@ -398,6 +440,8 @@ pub(crate) struct Inner {
     pub loganalytics: Mutex<loganalytics::LogAnalyticsState>,
     /// Denied permissions and refused tokens per tenant ([`Sim::deny`], [`Sim::refuse_token`]).
     pub permissions: Mutex<permissions::PermissionState>,
+    /// Who owns which identifier, and the violations seen ([`Sim::isolation_violations`]).
+    pub isolation: Mutex<isolation::IsolationState>,
     server: Mutex<Option<ServerTask>>,
 }
 
@@ -498,6 +542,8 @@ impl Sim {
             all_visible: cfg.all_visible,
             clock: Mutex::new(cfg.start_clock),
             faults: Mutex::new(HashMap::new()),
+            fault_rngs: Mutex::new(HashMap::new()),
+            injected: Mutex::new(HashMap::new()),
             stats: Mutex::new(SimStats::default()),
             entra_tokens: Mutex::new(HashMap::new()),
             opsramp_tokens: Mutex::new(HashMap::new()),
@@ -508,8 +554,10 @@ impl Sim {
             hunting: Mutex::new(hunting::HuntingState::default()),
             loganalytics: Mutex::new(loganalytics::LogAnalyticsState::default()),
             permissions: Mutex::new(permissions::PermissionState::default()),
+            isolation: Mutex::new(isolation::IsolationState::default()),
             server: Mutex::new(None),
         });
+        inner.own_alert_evidence();
 
         let app = graph::router()
             .merge(graph_actions::router())
@@ -573,7 +621,19 @@ impl Sim {
 
     /// Replaces the fault for that endpoint (counters restart from the new value).
     pub fn set_fault(&self, endpoint: Endpoint, fault: Fault) {
+        if let Fault::SeededRate { seed, .. } = &fault {
+            use rand::SeedableRng as _;
+            // One stream per endpoint, so faults at one endpoint do not shift another's.
+            let mix = seed ^ (endpoint as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            lock(&self.inner.fault_rngs).insert(endpoint, rand::rngs::StdRng::seed_from_u64(mix));
+        }
         lock(&self.inner.faults).insert(endpoint, fault);
+    }
+
+    /// What the fault knobs injected so far, per endpoint (every endpoint that injected at
+    /// least one fault since the start). Not reset by [`Sim::clear_faults`].
+    pub fn faults_injected(&self) -> HashMap<Endpoint, InjectedFaults> {
+        lock(&self.inner.injected).clone()
     }
 
     pub fn clear_faults(&self) {
@@ -628,6 +688,11 @@ impl Sim {
             .unwrap_or_else(|| panic!("add_devices: no simulated tenant {azure_tenant_id}"));
         let mut state = lock(&self.inner.mde);
         for d in devices {
+            for k in ["id", "computerDnsName"] {
+                if let Some(v) = d.get(k).and_then(serde_json::Value::as_str) {
+                    self.inner.own(tenant, v);
+                }
+            }
             state.add_device(tenant, d);
         }
     }
@@ -646,6 +711,11 @@ impl Sim {
             .unwrap_or_else(|| panic!("add_users: no simulated tenant {azure_tenant_id}"));
         let mut state = lock(&self.inner.directory);
         for u in users {
+            for k in ["id", "userPrincipalName", "mail"] {
+                if let Some(v) = u.get(k).and_then(serde_json::Value::as_str) {
+                    self.inner.own(tenant, v);
+                }
+            }
             state.add_user(tenant, u);
         }
     }
@@ -740,6 +810,7 @@ impl Sim {
             .inner
             .tenant_index(azure_tenant_id)
             .unwrap_or_else(|| panic!("add_workspace: no simulated tenant {azure_tenant_id}"));
+        self.inner.own(tenant, workspace_id);
         lock(&self.inner.loganalytics)
             .workspaces
             .insert(workspace_id.to_lowercase(), tenant);
@@ -837,6 +908,13 @@ impl Sim {
     /// Undoes every [`Sim::deny`] and [`Sim::refuse_token`].
     pub fn clear_denials(&self) {
         lock(&self.inner.permissions).clear();
+    }
+
+    /// Every use of one tenant's token (or app credential) for another tenant's request, in
+    /// order (see the `isolation` module for how the request's tenant is found). A correct
+    /// client leaves this empty; the requests were refused.
+    pub fn isolation_violations(&self) -> Vec<IsolationViolation> {
+        lock(&self.inner.isolation).violations.clone()
     }
 
     pub fn stats(&self) -> SimStats {

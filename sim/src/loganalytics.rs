@@ -184,6 +184,8 @@ async fn query_workspace(
     let response = if let Some(r) = inner.denied(tenant, crate::Permission::LogAnalyticsDataRead) {
         r
     } else if owner != Some(tenant) {
+        // Another tenant's workspace is a violation; one never added is just unknown.
+        inner.isolation_check("POST v1/workspaces/{id}/query", tenant, owner, &ws);
         la_error(
             StatusCode::FORBIDDEN,
             "InsufficientAccessError",

@@ -379,6 +379,8 @@ async fn machine_action(
         Err(m) => return invalid_input(&m),
     };
 
+    // Another tenant's device: unknown here (404), and recorded.
+    inner.isolation_check_ids("POST machines/{id}/{action}", tenant, [machine_id.as_str()]);
     let mut state = lock(&inner.mde);
     let Some(device) = state.device(tenant, &machine_id) else {
         return not_found(&format!("Machine {machine_id} was not found."));
@@ -435,6 +437,7 @@ async fn machine_action(
     };
     let body = with_context(action.to_json(&inner), "#MachineActions/$entity");
     tracing::debug!(tenant, kind = kind.name(), machine = %action.machine_id, "machine action");
+    inner.own(tenant, &action.id);
     state.actions.push(action);
     (StatusCode::CREATED, axum::Json(body)).into_response()
 }
@@ -454,6 +457,7 @@ async fn get_machine(
     if let Some(r) = inner.denied(tenant, Permission::MachineReadAll) {
         return r;
     }
+    inner.isolation_check_ids("GET machines/{id}", tenant, [machine_id.as_str()]);
     let state = lock(&inner.mde);
     match state.device(tenant, &machine_id) {
         Some(d) => axum::Json(with_context(d.machine.clone(), "#Machines/$entity")).into_response(),
@@ -476,6 +480,7 @@ async fn get_action(
     if let Some(r) = inner.denied(tenant, Permission::MachineReadAll) {
         return r;
     }
+    inner.isolation_check_ids("GET machineactions/{id}", tenant, [action_id.as_str()]);
     let state = lock(&inner.mde);
     match state
         .actions
@@ -624,6 +629,9 @@ async fn list_actions(
             }
             _ => {}
         }
+    }
+    if let Some(m) = &machine {
+        inner.isolation_check_ids("GET machineactions?$filter=machineId", tenant, [m.as_str()]);
     }
     let state = lock(&inner.mde);
     let mut found: Vec<&MachineAction> = state

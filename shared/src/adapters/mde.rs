@@ -87,6 +87,20 @@ pub trait DeviceActions: Send + Sync {
         comment: &str,
     ) -> anyhow::Result<Requested>;
     async fn action(&self, tenant: &str, action_id: &str) -> anyhow::Result<MachineAction>;
+    /// The newest action of type `kind` (`Isolate`, `Unisolate`, `RunAntiVirusScan`) on the
+    /// machine whose comment contains `marker`, if MDE has one: how a retry finds the request
+    /// an earlier attempt made but could not record (first response puts its intent's marker
+    /// in every comment). The default knows of none.
+    async fn find_requested(
+        &self,
+        tenant: &str,
+        machine_id: &str,
+        kind: &str,
+        marker: &str,
+    ) -> anyhow::Result<Option<MachineAction>> {
+        let _ = (tenant, machine_id, kind, marker);
+        Ok(None)
+    }
 }
 
 pub struct MdeClient {
@@ -258,13 +272,9 @@ impl MdeClient {
         )
     }
 
-    /// The newest non-terminal action of `kind` on the machine.
-    async fn pending(
-        &self,
-        tenant: &str,
-        machine_id: &str,
-        kind: &str,
-    ) -> anyhow::Result<Option<MachineAction>> {
+    /// Every action on the machine, newest first (`GET machineactions?$filter=machineId eq`).
+    async fn machine_actions(&self, tenant: &str, machine_id: &str) -> anyhow::Result<Vec<Value>> {
+        safe_id("machine", machine_id)?;
         let mut url = self.url(&["machineactions"])?;
         url.query_pairs_mut()
             .append_pair("$filter", &format!("machineId eq '{machine_id}'"));
@@ -277,8 +287,21 @@ impl MdeClient {
         }
         Ok(v.get("value")
             .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The newest non-terminal action of `kind` on the machine.
+    async fn pending(
+        &self,
+        tenant: &str,
+        machine_id: &str,
+        kind: &str,
+    ) -> anyhow::Result<Option<MachineAction>> {
+        Ok(self
+            .machine_actions(tenant, machine_id)
+            .await?
+            .iter()
             .filter_map(|a| action_from(a).ok())
             .find(|a| a.kind == kind && !a.is_terminal()))
     }
@@ -367,6 +390,26 @@ impl DeviceActions for MdeClient {
             json!({"Comment": comment, "ScanType": "Full"}),
         )
         .await
+    }
+
+    async fn find_requested(
+        &self,
+        tenant: &str,
+        machine_id: &str,
+        kind: &str,
+        marker: &str,
+    ) -> anyhow::Result<Option<MachineAction>> {
+        Ok(self
+            .machine_actions(tenant, machine_id)
+            .await?
+            .iter()
+            .filter(|a| {
+                a.get("requestorComment")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| c.contains(marker))
+            })
+            .filter_map(|a| action_from(a).ok())
+            .find(|a| a.kind == kind))
     }
 
     async fn action(&self, tenant: &str, action_id: &str) -> anyhow::Result<MachineAction> {

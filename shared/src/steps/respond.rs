@@ -121,6 +121,15 @@ pub async fn plan(deps: &Deps, msg: &AlertRef) -> anyhow::Result<Vec<ActionRecor
         return Ok(vec![]);
     };
     let (tenant, alert) = super::load_version(deps, msg).await?;
+    // Re-checked here, as the ticket and investigation steps do: acting with this tenant's
+    // credentials on a device another tenant's alert names is exactly what must not happen
+    // (a rerun from respond reaches here without passing classify again).
+    if crate::domain::classify::classify(&tenant, &alert, None).tenant_mismatch {
+        anyhow::bail!(
+            "alert {:?} claims another Azure tenant; refusing to act on it",
+            alert.id
+        );
+    }
     if tenant.disabled_at().is_some() {
         tracing::info!(tenant = %tenant.id, "tenant disabled: no first response");
         return Ok(vec![]);
@@ -277,10 +286,15 @@ async fn device_action(
     let now = deps.clock.now();
     let k = key(incident, kind, device);
     if let Some(existing) = deps.store.get_action(&t.id, &k).await? {
-        // A rerun: resume an intent whose request may not have reached MDE; else nothing.
+        // A rerun: resume an intent whose request may not have reached MDE (looked up there
+        // first); else nothing, but the ticket note of the decision, which an attempt that
+        // failed after recording it may not have posted.
         if existing.status == ActionStatus::Requesting {
-            return start_device_action(deps, rd, t, existing).await.map(Some);
+            return start_device_action(deps, rd, t, existing, true)
+                .await
+                .map(Some);
         }
+        ensure_decided_note(deps, &existing).await?;
         return Ok(Some(existing));
     }
     let record = match rd.devices.device(&t.id, device).await? {
@@ -304,7 +318,7 @@ async fn device_action(
         return deps.store.get_action(&t.id, &k).await;
     }
     if rec.status == ActionStatus::Requesting {
-        return start_device_action(deps, rd, t, rec).await.map(Some);
+        return start_device_action(deps, rd, t, rec, false).await.map(Some);
     }
     note(
         deps,
@@ -342,25 +356,59 @@ fn verdict_record(
     ))
 }
 
+/// The marker of an intent in its MDE request's comment: how a retry finds the request an
+/// earlier attempt made but could not record (the machine action's `requestorComment`).
+pub fn intent_marker(key: &str) -> String {
+    format!("[mss:{key}]")
+}
+
+/// The MDE machine action type of an action kind.
+fn mde_type(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Isolate => "Isolate",
+        ActionKind::Unisolate => "Unisolate",
+        _ => "RunAntiVirusScan",
+    }
+}
+
+/// Requests the machine action of an intent. `resumed`: the intent was found still
+/// `Requesting`, so an earlier attempt may have made the request and died before recording
+/// it; MDE is asked for an action carrying the intent's marker first, and only when there is
+/// none is the request made (again). Without that look-up, a retry that comes after the
+/// first action has finished (so MDE no longer answers "already in progress") isolates or
+/// scans the device a second time.
 async fn start_device_action(
     deps: &Deps,
     rd: &ResponseDeps,
     t: &Tenant,
     mut rec: ActionRecord,
+    resumed: bool,
 ) -> anyhow::Result<ActionRecord> {
-    let requested = match rec.kind {
-        ActionKind::Isolate => {
-            rd.devices
-                .isolate(
-                    &t.id,
-                    &rec.target,
-                    t.response.mde.isolation_type.api_value(),
-                    COMMENT,
-                )
-                .await?
-        }
-        ActionKind::Unisolate => rd.devices.unisolate(&t.id, &rec.target, COMMENT).await?,
-        _ => rd.devices.full_scan(&t.id, &rec.target, COMMENT).await?,
+    let marker = intent_marker(&rec.key);
+    let comment = format!("{COMMENT} {marker}");
+    let found = if resumed {
+        rd.devices
+            .find_requested(&t.id, &rec.target, mde_type(rec.kind), &marker)
+            .await?
+    } else {
+        None
+    };
+    let requested = match found {
+        Some(a) => Requested::Started(a),
+        None => match rec.kind {
+            ActionKind::Isolate => {
+                rd.devices
+                    .isolate(
+                        &t.id,
+                        &rec.target,
+                        t.response.mde.isolation_type.api_value(),
+                        &comment,
+                    )
+                    .await?
+            }
+            ActionKind::Unisolate => rd.devices.unisolate(&t.id, &rec.target, &comment).await?,
+            _ => rd.devices.full_scan(&t.id, &rec.target, &comment).await?,
+        },
     };
     rec.updated_at = deps.clock.now();
     match requested {
@@ -377,6 +425,12 @@ async fn start_device_action(
             rec.reason = format!("このデバイスの OS では実行できません（MDE: {m}）。");
         }
     }
+    // The check first: an attempt that dies after it but before the record leaves the intent
+    // `Requesting`, and the check resumes it (finding the request by its marker). The other
+    // way round, a record `InProgress` with no check queued would never be looked at again.
+    if rec.status == ActionStatus::InProgress {
+        schedule_check(deps, rd, &rec).await?;
+    }
     deps.store.put_action(&rec).await?;
     note(
         deps,
@@ -387,10 +441,68 @@ async fn start_device_action(
         &record_text(&rec),
     )
     .await?;
-    if rec.status == ActionStatus::InProgress {
-        schedule_check(deps, rd, &rec).await?;
-    }
     Ok(rec)
+}
+
+/// The "decided" note of an action held or refused by the guards, posted if an earlier
+/// attempt recorded the decision but failed before its note (looked up first, so never
+/// twice).
+async fn ensure_decided_note(deps: &Deps, rec: &ActionRecord) -> anyhow::Result<()> {
+    if rec.approved_by.is_none()
+        && matches!(
+            rec.status,
+            ActionStatus::PendingApproval | ActionStatus::WaitingHours | ActionStatus::Refused
+        )
+    {
+        note(
+            deps,
+            &rec.tenant,
+            &rec.incident_key,
+            &rec.key,
+            "decided",
+            &record_text(rec),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The "done" note of a confirmed user, posted if the attempt that confirmed it failed
+/// before its note (looked up first, so never twice).
+async fn ensure_done_note(deps: &Deps, rec: &ActionRecord) -> anyhow::Result<()> {
+    if rec.kind == ActionKind::ConfirmCompromised && rec.status == ActionStatus::Succeeded {
+        note(
+            deps,
+            &rec.tenant,
+            &rec.incident_key,
+            &rec.key,
+            "done",
+            &record_text(rec),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The "started" note of a machine action, posted if the attempt that started it failed
+/// before its note (looked up first, so never twice). Shows the action as started.
+async fn ensure_started_note(deps: &Deps, rec: &ActionRecord) -> anyhow::Result<()> {
+    if rec.machine_action_id.is_none() {
+        return Ok(());
+    }
+    let started = ActionRecord {
+        status: ActionStatus::InProgress,
+        ..rec.clone()
+    };
+    note(
+        deps,
+        &rec.tenant,
+        &rec.incident_key,
+        &rec.key,
+        "started",
+        &record_text(&started),
+    )
+    .await
 }
 
 /// A check at the next service window (in steps of at most 15 minutes, SQS's longest delay).
@@ -448,7 +560,12 @@ async fn user_action(
     let k = key(incident, ActionKind::ConfirmCompromised, user);
     let existing = deps.store.get_action(&t.id, &k).await?;
     let mut rec = match existing {
-        Some(r) if r.status != ActionStatus::Requesting => return Ok(Some(r)),
+        Some(r) if r.status != ActionStatus::Requesting => {
+            // Notes an earlier attempt recorded but may not have posted (looked up first).
+            ensure_decided_note(deps, &r).await?;
+            ensure_done_note(deps, &r).await?;
+            return Ok(Some(r));
+        }
         Some(r) => r,
         None => {
             let ctx = GuardContext {
@@ -506,6 +623,30 @@ pub async fn check(deps: &Deps, c: &ActionCheck) -> anyhow::Result<ActionRecord>
         ActionStatus::Requesting | ActionStatus::PendingApproval | ActionStatus::WaitingHours => {
             return resume(deps, &rd, rec).await;
         }
+        ActionStatus::Succeeded
+        | ActionStatus::Failed
+        | ActionStatus::TimedOut
+        | ActionStatus::Cancelled
+            if rec.machine_action_id.is_some() =>
+        {
+            // Terminal already: a duplicate check, or the retry of one that recorded the
+            // result and failed before its notes.
+            ensure_started_note(deps, &rec).await?;
+            note(
+                deps,
+                &rec.tenant,
+                &rec.incident_key,
+                &rec.key,
+                "result",
+                &record_text(&rec),
+            )
+            .await?;
+            return Ok(rec);
+        }
+        ActionStatus::Succeeded if rec.kind == ActionKind::ConfirmCompromised => {
+            ensure_done_note(deps, &rec).await?;
+            return Ok(rec);
+        }
         _ => return Ok(rec), // terminal already (a duplicate check)
     }
     let action: Option<MachineAction> = match &rec.machine_action_id {
@@ -535,6 +676,7 @@ pub async fn check(deps: &Deps, c: &ActionCheck) -> anyhow::Result<ActionRecord>
     }
     rec.updated_at = now;
     deps.store.put_action(&rec).await?;
+    ensure_started_note(deps, &rec).await?;
     note(
         deps,
         &rec.tenant,
@@ -555,6 +697,9 @@ async fn resume(
     mut rec: ActionRecord,
 ) -> anyhow::Result<ActionRecord> {
     let now = deps.clock.now();
+    // Still `Requesting`: an earlier attempt may have made the request (see
+    // `start_device_action`).
+    let resumed = rec.status == ActionStatus::Requesting;
     let tenant = deps
         .store
         .get_tenant(&rec.tenant)
@@ -634,7 +779,7 @@ async fn resume(
             Ok(rec)
         }
         ActionKind::Isolate | ActionKind::Scan | ActionKind::Unisolate => {
-            start_device_action(deps, rd, &tenant, rec).await
+            start_device_action(deps, rd, &tenant, rec, resumed).await
         }
         ActionKind::EmailRemediation => {
             let d = deps

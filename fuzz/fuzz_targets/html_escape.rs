@@ -1,0 +1,6 @@
+#![no_main]
+//! See `mss_fuzz::html_escape` for the properties checked.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mss_fuzz::html_escape(data));
