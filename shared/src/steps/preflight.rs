@@ -379,6 +379,8 @@ fn error_of(a: &Answer) -> (String, String) {
 fn describe(a: &Answer) -> String {
     let (code, msg) = error_of(a);
     let msg = http::body_excerpt(&msg);
+    // The code is the server's words too: bounded and one line, like the message.
+    let code = http::body_excerpt(&code);
     match (code.is_empty(), msg.is_empty()) {
         (true, true) => format!("HTTP {}", a.status),
         (true, false) => format!("HTTP {}: {msg}", a.status),
