@@ -100,6 +100,14 @@ cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || { echo "tests failed" >&2; exit "$status"; }
 
+# The fuzz crate is its own workspace (cargo fuzz needs nightly); on stable its tests replay
+# the committed seed corpus, crash reproducers included, through every target's checks, and
+# keep the targets compiling against the code they fuzz. Same target dir: dependencies reused.
+step "fuzz targets: seed corpus replayed on stable (fuzz/)"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo test --manifest-path fuzz/Cargo.toml --locked 2>&1 \
+  | tee -a target/test-output.txt
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz seed replay failed" >&2; exit 1; }
+
 step "Lambda functions: cargo lambda build, real binaries behind the runtime API emulator"
 .venv/bin/python scripts/lambda_smoke.py 2>&1 | tee target/lambda-smoke.txt
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "Lambda smoke test failed" >&2; exit 1; }

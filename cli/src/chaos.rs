@@ -9,7 +9,8 @@
 //! - alert versions Graph indexes late: a share of them become visible up to 10 minutes after
 //!   their `lastUpdateDateTime` (the simulator's `simVisibleAfterSeconds`);
 //! - an OpsRamp outage: every OpsRamp call (token included) answers 503 for 10 simulated
-//!   minutes, the last 10 of the fault window, while alerts still arrive;
+//!   minutes, by default the last 10 of the fault window, while alerts still arrive
+//!   (`--opsramp-outage-start-min` moves it, e.g. to the busy middle of the day);
 //! - MDE machine actions that end `Failed` or `TimeOut` (the simulator's per-device
 //!   `simActionOutcome`), some of them slow;
 //! - OpsRamp and MDE calls that act but whose answer is lost (a time-out);
@@ -109,6 +110,11 @@ pub struct ChaosArgs {
     /// Length of the OpsRamp outage, in simulated minutes (0 = none).
     #[arg(long, default_value_t = 10)]
     pub opsramp_outage_min: u32,
+    /// When the OpsRamp outage starts, in simulated minutes from the start; default: so that
+    /// it ends with the fault window (it is the last fault, and the drain after it measures
+    /// the recovery from its backlog).
+    #[arg(long)]
+    pub opsramp_outage_start_min: Option<u32>,
     /// Scales every kill probability (0 = the process is never killed).
     #[arg(long, default_value_t = 1.0)]
     pub kills: f64,
@@ -207,9 +213,9 @@ fn build_scenario(a: &ChaosArgs) -> anyhow::Result<ChaosScenario> {
         let ms = (t - start).num_milliseconds() as f64 * scale;
         start + chrono::Duration::milliseconds(ms.round() as i64)
     };
-    // Every version is visible (late ones too) by the end of the faults, so the drain that
-    // follows measures the pipeline's recovery, not Graph's indexing.
-    let cutoff = end - chrono::Duration::seconds(i64::from(a.late_max_s));
+    // Every version is visible (late ones too: see `late_indexing`) by the end of the faults,
+    // so the drain that follows measures the pipeline's recovery, not Graph's indexing.
+    let cutoff = end;
     let mut tenants = Vec::new();
     for i in 0..a.tenants {
         let j = i % base.tenants.len();
@@ -333,7 +339,7 @@ fn build_scenario(a: &ChaosArgs) -> anyhow::Result<ChaosScenario> {
             }
             copy += 1;
         }
-        late_indexing(&mut alerts, &mut rng, a.late_rate, a.late_max_s);
+        late_indexing(&mut alerts, &mut rng, a.late_rate, a.late_max_s, end);
 
         let devices = template
             .devices
@@ -375,10 +381,16 @@ fn build_scenario(a: &ChaosArgs) -> anyhow::Result<ChaosScenario> {
 }
 
 /// Marks a share of versions as indexed late (up to `max_s` seconds), never so late that
-/// the alert's next version is indexed first: every version is then the newest Graph serves
+/// the alert's next version is indexed first (every version is then the newest Graph serves
 /// for at least two minutes, so a version the pipeline misses is a lost version, not one
-/// Graph never showed.
-fn late_indexing(alerts: &mut [Value], rng: &mut StdRng, rate: f64, max_s: u32) {
+/// Graph never showed), nor later than `end`.
+fn late_indexing(
+    alerts: &mut [Value],
+    rng: &mut StdRng,
+    rate: f64,
+    max_s: u32,
+    end: DateTime<Utc>,
+) {
     // Ordered, so the same seed gives the same delays.
     let mut by_id: BTreeMap<String, BTreeSet<DateTime<Utc>>> = BTreeMap::new();
     for v in alerts.iter() {
@@ -394,6 +406,11 @@ fn late_indexing(alerts: &mut [Value], rng: &mut StdRng, rate: f64, max_s: u32) 
                 continue;
             }
             let mut d = rng.random_range(1..=max_s);
+            let to_end = (end - *lu).num_seconds();
+            if to_end < 1 {
+                continue;
+            }
+            d = d.min(to_end as u32);
             if let Some(next) = lus.get(k + 1) {
                 let room = (*next - *lu).num_seconds() - 120;
                 if room < 1 {
@@ -984,13 +1001,12 @@ async fn evaluate(
             .collect();
         for a in &actions {
             let mut stages: Vec<&str> = Vec::new();
-            // A held or refused action says so once (a capped one says it as "capped").
+            // A held (approval mode, or the hourly cap) or refused action says so once.
             if a.approved_by.is_none()
                 && matches!(
                     a.status,
                     ActionStatus::PendingApproval | ActionStatus::Refused
                 )
-                && !a.reason.contains("上限")
             {
                 stages.push("decided");
             }
@@ -1183,8 +1199,12 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<ExitCode> {
     }
     // The outage is the last fault: it ends when the fault window does, so the drain after
     // it is the recovery from its backlog (and from the kills of the last minutes).
-    let outage_end = sc.end + chrono::Duration::minutes(1);
-    let outage_start = outage_end - chrono::Duration::minutes(i64::from(a.opsramp_outage_min));
+    let outage_len = chrono::Duration::minutes(i64::from(a.opsramp_outage_min));
+    let outage_start = match a.opsramp_outage_start_min {
+        Some(m) => sc.start + chrono::Duration::minutes(i64::from(m)),
+        None => sc.end + chrono::Duration::minutes(1) - outage_len,
+    };
+    let outage_end = outage_start + outage_len;
 
     let mut deps = start_process(&world)?;
     let mut counts = RunCounts::default();
@@ -1271,6 +1291,10 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<ExitCode> {
     faults.insert(
         "opsramp_outage_minutes".into(),
         u64::from(a.opsramp_outage_min),
+    );
+    faults.insert(
+        "opsramp_outage_start_minute".into(),
+        (outage_start - sc.start).num_minutes().max(0) as u64,
     );
     let stats = world.sim.stats();
     faults.insert("graph_alert_requests".into(), stats.graph_alert_requests);

@@ -96,7 +96,8 @@ pub struct RunsArgs {
     /// The cloud table (dead letters: `mss dlq list`).
     #[arg(long)]
     table: Option<String>,
-    #[arg(long)]
+    /// On an emulator only (plain http only to 127.0.0.1/localhost).
+    #[arg(long, value_parser = shared::adapters::aws::check_endpoint_url)]
     endpoint_url: Option<String>,
     /// Rerun every listed item from its step (needs --config), then drain.
     #[arg(long)]

@@ -36,7 +36,7 @@ pub struct StoreArgs {
     #[arg(long, requires = "table")]
     bucket: Option<String>,
     /// With --table, on an emulator only (e.g. http://127.0.0.1:5000 for moto).
-    #[arg(long, requires = "table")]
+    #[arg(long, requires = "table", value_parser = shared::adapters::aws::check_endpoint_url)]
     endpoint_url: Option<String>,
 }
 

@@ -80,7 +80,9 @@ impl CloudEnv {
             graph_base: opt("MSS_GRAPH_BASE"),
             authority_host: opt("MSS_AUTHORITY_HOST"),
             extra_ca_file: opt("MSS_EXTRA_CA_FILE"),
-            aws_endpoint_url: opt("AWS_ENDPOINT_URL"),
+            aws_endpoint_url: opt("AWS_ENDPOINT_URL")
+                .map(|u| crate::adapters::aws::check_endpoint_url(&u))
+                .transpose()?,
             classify_dlq_url: opt("MSS_CLASSIFY_DLQ_URL"),
             ticket_dlq_url: opt("MSS_TICKET_DLQ_URL"),
             queue_retry_delay_s: opt("MSS_QUEUE_RETRY_DELAY_S").and_then(|v| v.parse().ok()),
