@@ -806,9 +806,11 @@ async fn the_http_client_is_https_only_and_verifies_certificates() {
 #[test]
 fn no_source_turns_certificate_verification_off() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Spelled in pieces, so this list is not itself a hit for anyone grepping the tree for
+    // the switches.
     let forbidden = [
-        "danger_accept_invalid_certs",
-        "danger_accept_invalid_hostnames",
+        concat!("danger_", "accept_invalid_certs"),
+        concat!("danger_", "accept_invalid_hostnames"),
         "dangerous()",
         "DangerousClientConfig",
         "NoCertificateVerification",
