@@ -16,6 +16,7 @@ use shared::domain::tenant::Tenant;
 
 mod backfill;
 mod bench;
+mod bench_pipeline;
 mod chaos;
 mod demo;
 mod ops;
@@ -338,6 +339,9 @@ enum CalendarCmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// The embedded pipeline end to end (fetch → classify → store → tickets) against the
+    /// simulator in its own process: versions/s and this process's peak RSS.
+    Pipeline(bench_pipeline::PipelineArgs),
     /// Aggregate one tenant-month of synthetic alerts; prints one JSON line.
     Monthly {
         #[arg(long, default_value_t = 1_000_000)]
@@ -589,6 +593,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             println!("{}", bench::classify(alerts, runs, &t)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Pipeline(a),
+        } => {
+            runtime()?.block_on(bench_pipeline::run(a))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Respond { cmd } => respond_cmd(cmd),

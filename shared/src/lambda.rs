@@ -331,7 +331,7 @@ pub async fn fetch_handler(deps: &Deps, payload: Value) -> anyhow::Result<Value>
     let new: usize = outcomes.iter().map(|o| o.new_versions).sum();
     if !errors.is_empty() {
         return Err(anyhow!(
-            "{} fetch(es) failed ({} succeeded, {new} new alert versions queued): {}",
+            "{} fetch(es) failed ({} succeeded, {new} new alert versions classified and handed on): {}",
             errors.len(),
             outcomes.len(),
             errors.join("; ")
