@@ -487,7 +487,8 @@ def main():
             fail(f"{x} is missing (run without --no-build)")
         results[f]["x86_64_bytes"], results[f]["x86_64_stripped"] = elf_info(x)
 
-    mss = os.path.join(TARGET, "debug", "mss")
+    # MSS_BIN: the debug mss of another target dir (the release builds may have their own).
+    mss = os.environ.get("MSS_BIN") or os.path.join(TARGET, "debug", "mss")
     if not os.path.exists(mss):
         fail(f"{mss} is missing: cargo build -p mss first")
     endpoint = os.environ.get("MSS_TEST_AWS_ENDPOINT")

@@ -93,8 +93,8 @@ fn guid(i: usize) -> String {
 }
 
 fn plan(a: &CallsArgs) -> anyhow::Result<Plan> {
-    if a.tenants == 0 || a.tenants > 99 {
-        bail!("--tenants must be 1..=99");
+    if a.tenants == 0 || a.tenants > 9_999 {
+        bail!("--tenants must be 1..=9999");
     }
     if a.rounds == 0 || a.rounds > 24 {
         bail!("--rounds must be 1..=24");
@@ -705,4 +705,209 @@ pub async fn run(a: CallsArgs) -> anyhow::Result<()> {
         print_table(&out);
     }
     Ok(())
+}
+
+/// `mss bench scale`: one fetch cycle of every tenant × product (issue 11's scale figure).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ScaleArgs {
+    /// Tenants, each subscribing to its built-in template's products (five for most).
+    #[arg(long, default_value_t = 1000)]
+    pub tenants: usize,
+    /// New alerts per tenant revealed at the first cycle (a third updated an hour later).
+    #[arg(long, default_value_t = 3)]
+    pub alerts_per_tenant: usize,
+    /// Tenant × product fetches in flight at once inside the one fetch invocation
+    /// (`Settings::fetch_concurrency`).
+    #[arg(long, default_value_t = 20)]
+    pub fetch_concurrency: usize,
+    /// Added to every Graph alerts request by the simulator, to stand for Graph's own
+    /// latency (the simulator on loopback answers in about a millisecond).
+    #[arg(long, default_value_t = 0)]
+    pub graph_latency_ms: u64,
+    /// `sqlite` (embedded) or `aws` (DynamoDB + SQS on moto, the fetch-alerts function's path).
+    #[arg(long, default_value = "sqlite", value_parser = ["aws", "sqlite"])]
+    pub backend: String,
+    /// The emulator for --backend aws (default $MSS_TEST_AWS_ENDPOINT, then $AWS_ENDPOINT_URL).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    #[arg(long, default_value_t = 20261102)]
+    pub seed: u64,
+    /// One JSON object instead of the lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Three cycles: the first (every token fetched, every alert new), one an hour later (tokens
+/// renewed, a third of the alerts updated), and a quiet one a minute after that (the steady
+/// state: cached tokens, nothing new). Each is timed, with the simulator's request counts.
+const CYCLES: [&str; 3] = [
+    "first (cold)",
+    "an hour later (updates, tokens renewed)",
+    "a minute later (quiet)",
+];
+
+pub async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
+    let calls = CallsArgs {
+        versions: a.tenants * a.alerts_per_tenant.max(1),
+        tenants: a.tenants,
+        rounds: 2,
+        backend: a.backend.clone(),
+        endpoint_url: a.endpoint_url.clone(),
+        fetch_concurrency: a.fetch_concurrency,
+        seed: a.seed,
+        json: a.json,
+    };
+    let mut p = plan(&calls)?;
+    let quiet = p.rounds[1] + chrono::Duration::minutes(1);
+    p.rounds.push(quiet);
+    let r = rig(&p).await?;
+    if a.graph_latency_ms > 0 {
+        r.sim.set_fault(
+            mss_sim::Endpoint::GraphAlerts,
+            mss_sim::Fault::Latency {
+                times: u32::MAX,
+                millis: a.graph_latency_ms,
+            },
+        );
+    }
+    let tmp = tempfile::tempdir()?;
+    let counter = RequestCounter::new();
+    let (store, queue): (Arc<dyn shared::ports::Store>, Arc<dyn Queue>) = if a.backend == "aws" {
+        let endpoint = a
+            .endpoint_url
+            .clone()
+            .or_else(|| std::env::var("MSS_TEST_AWS_ENDPOINT").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .ok_or_else(|| {
+                anyhow!("no emulator: give --endpoint-url or set MSS_TEST_AWS_ENDPOINT")
+            })?;
+        loopback(&endpoint)?;
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "ap-northeast-1"),
+        ] {
+            if std::env::var(k).is_err() {
+                // SAFETY: set before any AWS client exists; the fetch tasks start later.
+                unsafe { std::env::set_var(k, v) };
+            }
+        }
+        let name = format!(
+            "mss-scale-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_millis()
+        );
+        let prov = shared::lambda::provision_emulator(&endpoint, &name).await?;
+        let sdk = shared::adapters::aws::sdk_config(Some(&endpoint)).await;
+        let store = Arc::new(shared::adapters::dynamodb::DynamoStore::new(
+            counter.dynamodb(&sdk),
+            &prov.table,
+            Some((counter.s3(&sdk, true), prov.bucket.clone())),
+        ));
+        let queue = Arc::new(shared::adapters::sqs::SqsQueue::new(
+            counter.sqs(&sdk),
+            prov.queues.clone(),
+        ));
+        (store, queue)
+    } else {
+        let s = Arc::new(
+            shared::adapters::sqlite::SqliteStore::open(&tmp.path().join("mss.sqlite"))?
+                .with_clock(r.clock.clone()),
+        );
+        (s.clone(), s)
+    };
+    for t in &p.tenants {
+        store.put_tenant(&t.tenant).await?;
+    }
+    let deps = Deps {
+        store,
+        queue,
+        alerts: Arc::new(GraphSource(r.source.clone())),
+        tickets: r.tickets.clone(),
+        clock: r.clock.clone(),
+        settings: Settings {
+            fetch_concurrency: a.fetch_concurrency.max(1),
+            ..Settings::default()
+        },
+        respond: None,
+        investigate: None,
+    };
+    let products: usize = p.tenants.iter().map(|t| t.tenant.products.len()).sum();
+    let mut cycles = Vec::new();
+    for (i, at) in p.rounds.iter().enumerate() {
+        r.sim.set_clock(*at);
+        r.clock.set(*at);
+        let before = r.sim.stats();
+        let c0 = counter.snapshot();
+        let t0 = Instant::now();
+        let (versions, fetches) = fetch_round(&deps).await?;
+        let wall = t0.elapsed().as_secs_f64();
+        let after = r.sim.stats();
+        let graph = after.graph_alert_requests - before.graph_alert_requests;
+        let tokens = after.entra_tokens - before.entra_tokens;
+        let aws = diff(&counter.snapshot(), &c0);
+        let c = json!({
+            "dynamodb_requests": service(&aws, "dynamodb"),
+            "sqs_requests": service(&aws, "sqs"),
+            "cycle": CYCLES[i.min(2)],
+            "wall_s": (wall * 1000.0).round() / 1000.0,
+            "fetches": fetches,
+            "new_versions": versions,
+            "graph_alert_requests": graph,
+            "entra_token_requests": tokens,
+            "graph_requests_per_tenant": ((graph + tokens) as f64 / a.tenants as f64 * 100.0).round() / 100.0,
+            "within_60_s": wall < 60.0,
+        });
+        if !a.json {
+            eprintln!(
+                "cycle {}: {:.2} s wall, {fetches} fetches, {versions} new versions, {graph} Graph alert requests + {tokens} token requests = {} per tenant",
+                i + 1,
+                wall,
+                c["graph_requests_per_tenant"]
+            );
+        }
+        if fetches != products {
+            bail!("cycle {}: {fetches} fetches succeeded of {products}", i + 1);
+        }
+        cycles.push(c);
+    }
+    r.sim.shutdown().await;
+    let worst = cycles
+        .iter()
+        .filter_map(|c| c["wall_s"].as_f64())
+        .fold(0.0f64, f64::max);
+    let out = json!({
+        "bench": "scale",
+        "backend": a.backend,
+        "tenants": a.tenants,
+        "tenant_products": products,
+        "fetch_concurrency": a.fetch_concurrency,
+        "graph_latency_ms": a.graph_latency_ms,
+        "cycles": cycles,
+        "worst_cycle_s": worst,
+        // The fetch is one invocation for every tenant: it needs one more concurrent
+        // invocation for every 60 s schedule period a cycle would overrun.
+        "lambda_invocations_needed": (worst / 60.0).ceil().max(1.0),
+        "peak_rss_mb": crate::bench::peak_rss_mb(),
+    });
+    println!("{out}");
+    Ok(())
+}
+
+/// The recording source as a plain Graph source (its pages kept are not needed here).
+struct GraphSource(Arc<ReplaySource>);
+
+#[async_trait]
+impl AlertSource for GraphSource {
+    async fn fetch(
+        &self,
+        tenant: &Tenant,
+        product: Product,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<FetchedItem>> {
+        match &self.0.graph {
+            Some(g) => g.fetch(tenant, product, since).await,
+            None => bail!("no Graph client"),
+        }
+    }
 }

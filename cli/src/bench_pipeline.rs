@@ -30,7 +30,6 @@ use serde_json::{json, Value};
 use shared::domain::monthly::Month;
 use shared::domain::tenant::Tenant;
 use shared::messages::QueueName;
-use shared::ports::Queue;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PipelineArgs {
@@ -70,7 +69,11 @@ fn tenant_config(i: usize) -> anyhow::Result<Value> {
 }
 
 fn azure(i: usize) -> String {
-    format!("{:08x}-be0c-4000-8000-{:012x}", 0xbe0c_0000u32 + i as u32, i)
+    format!(
+        "{:08x}-be0c-4000-8000-{:012x}",
+        0xbe0c_0000u32 + i as u32,
+        i
+    )
 }
 
 /// Alert `i` of tenant `t`: the synthetic body with the tenant's Azure id, a realistic
@@ -106,7 +109,10 @@ fn write_scenario(a: &PipelineArgs, path: &Path) -> anyhow::Result<u64> {
         let alerts = (0..n as u64)
             .map(|k| alert(m, t, base + k, now))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        bytes += alerts.iter().map(|v| v.to_string().len() as u64).sum::<u64>();
+        bytes += alerts
+            .iter()
+            .map(|v| v.to_string().len() as u64)
+            .sum::<u64>();
         tenants.push(json!({"config": tenant_config(t)?, "alerts": alerts}));
     }
     let sc = json!({
@@ -300,8 +306,7 @@ async fn drain(deps: &shared::steps::Deps) -> anyhow::Result<(u64, u64, u64)> {
             let batch = deps.queue.receive(q, 10).await?;
             for m in batch {
                 any = true;
-                match shared::steps::runs::handle_recorded(deps, q, &m.body, m.receive_count)
-                    .await
+                match shared::steps::runs::handle_recorded(deps, q, &m.body, m.receive_count).await
                 {
                     Ok(()) => {
                         deps.queue.ack(q, &m.handle).await?;
