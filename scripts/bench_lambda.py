@@ -524,7 +524,10 @@ def main():
         sm = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=REGION,
                           aws_access_key_id="test", aws_secret_access_key="test")
         t = next(x for x in info["tenants"] if x["id"] == tenant)
-        sm.create_secret(Name=f"{name}/azure/{tenant}", SecretString=json.dumps(
+        # As deployed by default (TenantCredentials=parameterstore).
+        ssm = boto3.client("ssm", endpoint_url=endpoint, region_name=REGION,
+                           aws_access_key_id="test", aws_secret_access_key="test")
+        ssm.put_parameter(Name=f"/{name}/azure/{tenant}", Type="SecureString", Value=json.dumps(
             {"azure_tenant_id": t["azure_tenant_id"], "client_id": t["client_id"], "client_secret": t["client_secret"]}))
         sm.create_secret(Name=f"{name}/opsramp", SecretString=json.dumps(
             {"client_id": info["opsramp_client_id"], "client_secret": info["opsramp_client_secret"]}))
@@ -533,7 +536,8 @@ def main():
         env = dict(aws_env, AWS_LAMBDA_FUNCTION_VERSION="1", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
                    AWS_ENDPOINT_URL=endpoint, MSS_TABLE=prov["table"], MSS_BUCKET=prov["bucket"],
                    MSS_OPSRAMP_BASE_URL=info["opsramp"], MSS_OPSRAMP_TENANT_ID=info["opsramp_tenant_id"],
-                   MSS_SECRETS_PREFIX=f"{name}/", MSS_GRAPH_BASE=info["graph"],
+                   MSS_SECRETS_PREFIX=f"{name}/", MSS_TENANT_CREDENTIALS="parameterstore",
+                   MSS_GRAPH_BASE=info["graph"],
                    MSS_AUTHORITY_HOST=info["authority_host"], MSS_EXTRA_CA_FILE=ca, RUST_LOG="info")
         for k, e in [("classify_queue_url", "MSS_CLASSIFY_QUEUE_URL"), ("ticket_queue_url", "MSS_TICKET_QUEUE_URL"),
                      ("investigate_queue_url", "MSS_INVESTIGATE_QUEUE_URL"), ("respond_queue_url", "MSS_RESPOND_QUEUE_URL"),

@@ -109,7 +109,10 @@ def main():
         run([MSS, "tenant", "put", os.path.join(work, "tenant.toml"), "--table", prov["table"], "--endpoint-url", ENDPOINT])
         sm = boto3.client("secretsmanager", endpoint_url=ENDPOINT, region_name="ap-northeast-1")
         t = info["tenants"][0]
-        sm.create_secret(Name=f"{name}/azure/kaede-shoji", SecretString=json.dumps(
+        # The template's default (TenantCredentials=parameterstore): the tenant's Azure app as
+        # a SecureString parameter; the OpsRamp client stays a Secrets Manager secret.
+        ssm = boto3.client("ssm", endpoint_url=ENDPOINT, region_name="ap-northeast-1")
+        ssm.put_parameter(Name=f"/{name}/azure/kaede-shoji", Type="SecureString", Value=json.dumps(
             {"azure_tenant_id": t["azure_tenant_id"], "client_id": t["client_id"], "client_secret": t["client_secret"]}))
         sm.create_secret(Name=f"{name}/opsramp", SecretString=json.dumps(
             {"client_id": info["opsramp_client_id"], "client_secret": info["opsramp_client_secret"]}))
@@ -127,7 +130,8 @@ def main():
                       MSS_CLASSIFY_QUEUE_URL=prov["classify_queue_url"], MSS_TICKET_QUEUE_URL=prov["ticket_queue_url"],
                       MSS_INVESTIGATE_QUEUE_URL=prov["investigate_queue_url"],
                       MSS_OPSRAMP_BASE_URL=info["opsramp"], MSS_OPSRAMP_TENANT_ID=info["opsramp_tenant_id"],
-                      MSS_SECRETS_PREFIX=f"{name}/", MSS_GRAPH_BASE=info["graph"], MSS_AUTHORITY_HOST=info["authority_host"],
+                      MSS_SECRETS_PREFIX=f"{name}/", MSS_TENANT_CREDENTIALS="parameterstore",
+                      MSS_GRAPH_BASE=info["graph"], MSS_AUTHORITY_HOST=info["authority_host"],
                       MSS_EXTRA_CA_FILE=ca, RUST_LOG="info")
         sqs = boto3.client("sqs", endpoint_url=ENDPOINT, region_name="ap-northeast-1")
 

@@ -37,6 +37,8 @@ pub struct CloudEnv {
     pub opsramp_tenant_id: String,
     pub opsramp_token_path: Option<String>,
     pub secrets_prefix: String,
+    /// `MSS_TENANT_CREDENTIALS`: where tenants' Azure app credentials are kept.
+    pub tenant_credentials: crate::adapters::secrets::TenantCredentials,
     pub graph_base: Option<String>,
     pub authority_host: Option<String>,
     /// A PEM file of an extra CA to trust (the local simulator); never set in production.
@@ -77,6 +79,10 @@ impl CloudEnv {
             opsramp_tenant_id: var("MSS_OPSRAMP_TENANT_ID")?,
             opsramp_token_path: opt("MSS_OPSRAMP_TOKEN_PATH"),
             secrets_prefix: opt("MSS_SECRETS_PREFIX").unwrap_or_else(|| "mss/".into()),
+            tenant_credentials: opt("MSS_TENANT_CREDENTIALS")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or_default(),
             graph_base: opt("MSS_GRAPH_BASE"),
             authority_host: opt("MSS_AUTHORITY_HOST"),
             extra_ca_file: opt("MSS_EXTRA_CA_FILE"),
@@ -95,10 +101,7 @@ impl CloudEnv {
     /// The secrets the functions read, for tooling that writes them (demo, smoke test).
     pub async fn secret_store(&self) -> SecretStore {
         let sdk = crate::adapters::aws::sdk_config(self.aws_endpoint_url.as_deref()).await;
-        SecretStore::new(
-            aws_sdk_secretsmanager::Client::new(&sdk),
-            &self.secrets_prefix,
-        )
+        SecretStore::for_sdk(&sdk, &self.secrets_prefix, self.tenant_credentials)
     }
 }
 
@@ -143,9 +146,10 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
         queue.retry_delay = std::time::Duration::from_secs(d);
     }
     let queue = Arc::new(queue);
-    let secrets = Arc::new(SecretStore::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
+    let secrets = Arc::new(SecretStore::for_sdk(
+        &sdk,
         &env.secrets_prefix,
+        env.tenant_credentials,
     ));
     let extra_ca_pem = match &env.extra_ca_file {
         Some(f) => Some(

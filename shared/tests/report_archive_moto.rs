@@ -217,6 +217,7 @@ async fn rig() -> Rig {
         opsramp_tenant_id: "client_1234".into(),
         opsramp_token_path: None,
         secrets_prefix: prefix,
+        tenant_credentials: Default::default(),
         graph_base: None,
         authority_host: None,
         extra_ca_file: Some(ca.display().to_string()),
