@@ -33,7 +33,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,8 @@ import time
 import tomllib
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import procs  # scripts/procs.py (the script's own directory is on sys.path)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
@@ -64,32 +65,15 @@ def fail(msg):
     sys.exit(1)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+free_port = procs.free_port
 
 
 def wait_port(port, proc, what, timeout=60):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None:
-            fail(f"{what} exited early with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    fail(f"{what} did not listen on {port} within {timeout}s")
+    procs.wait_port(port, proc, what, fail, timeout)
 
 
 def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        fail(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
-    return r.stdout
+    return procs.run(cmd, fail, **kw)
 
 
 # ---- the runtime API -------------------------------------------------------------------------
@@ -478,9 +462,16 @@ def main():
             build(fns, "arm64", args.profile, arm_dir)
         build(fns, "x86-64", args.profile, x86_dir)
     results = {f: {"function": f} for f in fns}
+    def binary(lambda_dir, triple, f):
+        # cargo-lambda copies into --lambda-dir as <fn>/bootstrap; some versions leave the
+        # binary where cargo put it only.
+        b = os.path.join(lambda_dir, f, "bootstrap")
+        return b if os.path.exists(b) else os.path.join(TARGET, triple, args.profile, f)
+
     for f in fns:
-        a = os.path.join(arm_dir, f, "bootstrap")
-        x = os.path.join(x86_dir, f, "bootstrap")
+        a = binary(arm_dir, "aarch64-unknown-linux-gnu", f)
+        x = binary(x86_dir, "x86_64-unknown-linux-gnu", f)
+        results[f]["x86_64_path"] = x
         if os.path.exists(a) and not args.no_arm64:
             results[f]["arm64_bytes"], results[f]["arm64_stripped"] = elf_info(a)
         if not os.path.exists(x):
@@ -554,7 +545,7 @@ def main():
                "tenant": tenant}
 
         for f in [x for x in ORDER if x in fns] + [x for x in fns if x not in ORDER]:
-            binary = os.path.join(x86_dir, f, "bootstrap")
+            binary = r["x86_64_path"]
             r = results[f]
             # Start time: one warm-up start (page cache), then --runs measured ones.
             starts, why = [], None

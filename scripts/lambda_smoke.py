@@ -12,13 +12,14 @@ must not run inside a cargo test that holds the build lock.
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import boto3
+
+import procs  # scripts/procs.py (the script's own directory is on sys.path)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENDPOINT = os.environ.get("MSS_TEST_AWS_ENDPOINT") or sys.exit("lambda_smoke: MSS_TEST_AWS_ENDPOINT is not set (run scripts/test.sh)")
@@ -34,32 +35,15 @@ def fail(msg):
     sys.exit(1)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+free_port = procs.free_port
 
 
 def wait_port(port, proc, what, timeout=60):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None:
-            fail(f"{what} exited early with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    fail(f"{what} did not listen on {port} within {timeout}s")
+    procs.wait_port(port, proc, what, fail, timeout)
 
 
 def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        fail(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
-    return r.stdout
+    return procs.run(cmd, fail, **kw)
 
 
 def main():

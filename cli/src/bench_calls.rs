@@ -461,9 +461,10 @@ async fn drain_classify(
     }
 }
 
-async fn run_aws(a: &CallsArgs, p: &Plan) -> anyhow::Result<Value> {
-    let endpoint = a
-        .endpoint_url
+/// The emulator's URL (`--endpoint-url`, else the environment's), loopback only, with the
+/// emulator's dummy credentials set where none are.
+fn emulator(given: &Option<String>) -> anyhow::Result<String> {
+    let endpoint = given
         .clone()
         .or_else(|| std::env::var("MSS_TEST_AWS_ENDPOINT").ok())
         .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
@@ -482,6 +483,11 @@ async fn run_aws(a: &CallsArgs, p: &Plan) -> anyhow::Result<Value> {
             unsafe { std::env::set_var(k, v) };
         }
     }
+    Ok(endpoint)
+}
+
+async fn run_aws(a: &CallsArgs, p: &Plan) -> anyhow::Result<Value> {
+    let endpoint = emulator(&a.endpoint_url)?;
     let name = format!(
         "mss-bench-{}-{}",
         std::process::id(),
@@ -773,25 +779,7 @@ pub async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let counter = RequestCounter::new();
     let (store, queue): (Arc<dyn shared::ports::Store>, Arc<dyn Queue>) = if a.backend == "aws" {
-        let endpoint = a
-            .endpoint_url
-            .clone()
-            .or_else(|| std::env::var("MSS_TEST_AWS_ENDPOINT").ok())
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-            .ok_or_else(|| {
-                anyhow!("no emulator: give --endpoint-url or set MSS_TEST_AWS_ENDPOINT")
-            })?;
-        loopback(&endpoint)?;
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "ap-northeast-1"),
-        ] {
-            if std::env::var(k).is_err() {
-                // SAFETY: set before any AWS client exists; the fetch tasks start later.
-                unsafe { std::env::set_var(k, v) };
-            }
-        }
+        let endpoint = emulator(&a.endpoint_url)?;
         let name = format!(
             "mss-scale-{}-{}",
             std::process::id(),

@@ -688,6 +688,7 @@ async fn aws_deps(
         mde_base: Some(sim.mde_base()),
         graph_beta_base: Some(sim.graph_beta_base()),
         respond_check_s: Some(1),
+        fetch_concurrency: None,
     };
     let secrets = env.secret_store().await;
     for (tenant, azure, client_id, secret) in creds {

@@ -55,6 +55,11 @@ pub struct CloudEnv {
     pub graph_beta_base: Option<String>,
     /// Seconds between checks of a running machine action (default 60).
     pub respond_check_s: Option<u64>,
+    /// `MSS_FETCH_CONCURRENCY`: tenant × product fetches in flight in one fetch invocation
+    /// (default `Settings::fetch_concurrency`). Graph's latency, not CPU, bounds a cycle:
+    /// 1,000 tenants × 5 products at ~0.5 s a request need ~64 in flight to finish inside
+    /// the 60 s schedule period (BENCHMARKS.md, "Scale").
+    pub fetch_concurrency: Option<usize>,
 }
 
 fn var(name: &str) -> anyhow::Result<String> {
@@ -95,6 +100,14 @@ impl CloudEnv {
             mde_base: opt("MSS_MDE_BASE"),
             graph_beta_base: opt("MSS_GRAPH_BETA_BASE"),
             respond_check_s: opt("MSS_RESPOND_CHECK_S").and_then(|v| v.parse().ok()),
+            fetch_concurrency: opt("MSS_FETCH_CONCURRENCY")
+                .map(|v| {
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=512).contains(n))
+                        .ok_or_else(|| anyhow!("MSS_FETCH_CONCURRENCY {v:?}: expected 1..=512"))
+                })
+                .transpose()?,
         })
     }
 
@@ -251,6 +264,9 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
             clock: Arc::new(SystemClock),
             settings: Settings {
                 ingest_health,
+                fetch_concurrency: env
+                    .fetch_concurrency
+                    .unwrap_or(Settings::default().fetch_concurrency),
                 ..Settings::default()
             },
             respond,

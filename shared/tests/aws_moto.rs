@@ -4,8 +4,11 @@
 //! payloads, including duplicate delivery, a crash between intent and ticket, and racing
 //! handlers.
 
+mod moto;
+use moto::endpoint;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -17,26 +20,6 @@ use shared::domain::tenant::Tenant;
 use shared::lambda::{self, CloudEnv};
 use shared::messages::QueueName;
 use shared::ports::Store;
-
-fn endpoint() -> String {
-    static ENV: Once = Once::new();
-    ENV.call_once(|| {
-        // moto accepts any credentials; the SDK needs some to sign with.
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "ap-northeast-1"),
-        ] {
-            if std::env::var(k).is_err() {
-                // SAFETY: set once, before any client reads the environment.
-                unsafe { std::env::set_var(k, v) };
-            }
-        }
-    });
-    std::env::var("MSS_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("MSS_TEST_AWS_ENDPOINT is not set: run ./scripts/test.sh (it installs and starts moto's server), or start `moto_server -H 127.0.0.1 -p PORT` and set MSS_TEST_AWS_ENDPOINT=http://127.0.0.1:PORT")
-    })
-}
 
 fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -242,6 +225,7 @@ async fn rig() -> CloudRig {
         mde_base: Some(sim.mde_base()),
         graph_beta_base: Some(sim.graph_beta_base()),
         respond_check_s: Some(1),
+        fetch_concurrency: None,
     };
     let mut cloud = lambda::init(&env).await.expect("cold start");
     // One clock, injected: simulated time moves for Graph and for the functions together.

@@ -5,30 +5,12 @@
 //! value, and the OpsRamp credential still from Secrets Manager.
 #![cfg(feature = "aws")]
 
-use std::sync::Once;
+mod moto;
+use moto::endpoint;
 
 use serde_json::json;
 
 use shared::adapters::secrets::{SecretStore, TenantCredentials};
-
-fn endpoint() -> String {
-    static ENV: Once = Once::new();
-    ENV.call_once(|| {
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "ap-northeast-1"),
-        ] {
-            if std::env::var(k).is_err() {
-                // SAFETY: set once, before any client reads the environment.
-                unsafe { std::env::set_var(k, v) };
-            }
-        }
-    });
-    std::env::var("MSS_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("MSS_TEST_AWS_ENDPOINT is not set: run ./scripts/test.sh (it installs and starts moto's server), or start `moto_server -H 127.0.0.1 -p PORT` and set MSS_TEST_AWS_ENDPOINT=http://127.0.0.1:PORT")
-    })
-}
 
 #[test]
 fn the_setting_parses_and_refuses_what_it_does_not_know() {
@@ -132,4 +114,65 @@ async fn tenant_credentials_come_from_parameter_store_and_serve_only_their_tenan
         .await
         .is_ok());
     assert_eq!(store.opsramp().await.unwrap().client_id, "mss-soc");
+}
+
+/// A cold store lists the whole level once (pages of ten) instead of one request per tenant,
+/// and a tenant put after that listing is still read (alone).
+#[tokio::test]
+async fn a_cold_store_lists_the_level_once_and_still_finds_a_later_tenant() {
+    let ep = endpoint();
+    let sdk = shared::adapters::aws::sdk_config(Some(&ep)).await;
+    let prefix = format!(
+        "mss-list-{}-{}/",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
+    let writer = SecretStore::for_sdk(&sdk, &prefix, TenantCredentials::ParameterStore);
+    // 23 tenants: three pages of at most ten.
+    for i in 0..23 {
+        let t = format!("tenant-{i:02}");
+        writer
+            .put(
+                &writer.azure_name(&t),
+                &json!({"azure_tenant_id": format!("00000000-0000-4000-8000-{i:012}"), "client_id": format!("app-{i:02}"), "client_secret": format!("s3cr3t-{i:02}")}).to_string(),
+            )
+            .await
+            .unwrap();
+    }
+    let counter = shared::adapters::request_count::RequestCounter::new();
+    let ssm = counter.ssm(&sdk);
+    let reader = SecretStore::with_clients(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        Some(ssm),
+        &prefix,
+    );
+    for i in (0..23).rev() {
+        let c = reader.azure(&format!("tenant-{i:02}")).await.unwrap();
+        assert_eq!(c.client_id, format!("app-{i:02}"));
+        assert_eq!(c.tenant, format!("tenant-{i:02}"));
+    }
+    let n = |c: &shared::adapters::request_count::Counts, op: &str| {
+        c.get(&("ssm".to_string(), op.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    let after_list = counter.snapshot();
+    assert_eq!(n(&after_list, "GetParametersByPath"), 3, "{after_list:?}");
+    assert_eq!(n(&after_list, "GetParameter"), 0, "{after_list:?}");
+
+    // Added after the listing: one GetParameter, no second listing.
+    writer
+        .put(
+            &writer.azure_name("tenant-late"),
+            &json!({"azure_tenant_id": "x", "client_id": "app-late", "client_secret": "s3cr3t-late"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reader.azure("tenant-late").await.unwrap().client_id,
+        "app-late"
+    );
+    let end = counter.snapshot();
+    assert_eq!(n(&end, "GetParametersByPath"), 3, "{end:?}");
+    assert_eq!(n(&end, "GetParameter"), 1, "{end:?}");
 }

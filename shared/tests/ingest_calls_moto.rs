@@ -8,8 +8,11 @@
 //! Needs moto's server (`./scripts/test.sh` starts it; or `scripts/moto-server.sh start` and
 //! MSS_TEST_AWS_ENDPOINT=<its URL>).
 
+mod moto;
+use moto::endpoint;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
@@ -24,25 +27,6 @@ use shared::domain::tenant::Tenant;
 use shared::messages::{AlertRef, QueueName};
 use shared::ports::{ManualClock, Queue, Store};
 use shared::steps::{fetch, Deps};
-
-fn endpoint() -> String {
-    static ENV: Once = Once::new();
-    ENV.call_once(|| {
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "ap-northeast-1"),
-        ] {
-            if std::env::var(k).is_err() {
-                // SAFETY: set once, before any client reads the environment.
-                unsafe { std::env::set_var(k, v) };
-            }
-        }
-    });
-    std::env::var("MSS_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("MSS_TEST_AWS_ENDPOINT is not set: run ./scripts/test.sh (it installs and starts moto's server), or start `moto_server -H 127.0.0.1 -p PORT` and set MSS_TEST_AWS_ENDPOINT=http://127.0.0.1:PORT")
-    })
-}
 
 const AZURE: &str = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
 

@@ -70,6 +70,15 @@ impl RequestCounter {
         )
     }
 
+    /// An SSM client counting into this tally.
+    pub fn ssm(&self, sdk: &aws_config::SdkConfig) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(sdk)
+                .interceptor(self.interceptor("ssm"))
+                .build(),
+        )
+    }
+
     /// An S3 client counting into this tally (`emulator`: path-style addressing, as moto needs).
     pub fn s3(&self, sdk: &aws_config::SdkConfig, emulator: bool) -> aws_sdk_s3::Client {
         aws_sdk_s3::Client::from_conf(
@@ -101,7 +110,7 @@ impl Intercept for CountRequests {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let req = context.request();
-        // JSON-protocol services (DynamoDB, SQS) name the operation in X-Amz-Target
+        // JSON-protocol services (DynamoDB, SQS, SSM) name the operation in X-Amz-Target
         // (`DynamoDB_20120810.BatchGetItem`, `AmazonSQS.SendMessageBatch`); REST ones (S3) by
         // method.
         let op = match req.headers().get("x-amz-target") {

@@ -66,6 +66,8 @@ pub struct SecretStore {
     ssm: Option<aws_sdk_ssm::Client>,
     prefix: String,
     cache: Mutex<HashMap<String, String>>,
+    /// Parameter Store: whether the whole `/<prefix>azure/` level was read into the cache.
+    listed: Mutex<bool>,
 }
 
 impl SecretStore {
@@ -76,6 +78,7 @@ impl SecretStore {
             ssm: None,
             prefix: prefix.to_string(),
             cache: Mutex::new(HashMap::new()),
+            listed: Mutex::new(false),
         }
     }
 
@@ -86,10 +89,19 @@ impl SecretStore {
         prefix: &str,
         tenants: TenantCredentials,
     ) -> SecretStore {
-        let mut s = SecretStore::new(aws_sdk_secretsmanager::Client::new(sdk), prefix);
-        if tenants == TenantCredentials::ParameterStore {
-            s.ssm = Some(aws_sdk_ssm::Client::new(sdk));
-        }
+        let ssm =
+            (tenants == TenantCredentials::ParameterStore).then(|| aws_sdk_ssm::Client::new(sdk));
+        SecretStore::with_clients(aws_sdk_secretsmanager::Client::new(sdk), ssm, prefix)
+    }
+
+    /// Given clients (tests count their requests); `ssm` set: tenants in Parameter Store.
+    pub fn with_clients(
+        secrets_manager: aws_sdk_secretsmanager::Client,
+        ssm: Option<aws_sdk_ssm::Client>,
+        prefix: &str,
+    ) -> SecretStore {
+        let mut s = SecretStore::new(secrets_manager, prefix);
+        s.ssm = ssm;
         s
     }
 
@@ -106,8 +118,75 @@ impl SecretStore {
         format!("{}opsramp", self.prefix)
     }
 
+    /// Every SecureString directly under `/<prefix>azure/`, ten a request, into the cache.
+    ///
+    /// Why: Parameter Store's standard throughput is 40 requests a second for the account. A
+    /// cold fetch function with 1,000 tenants would otherwise ask 1,000 times at once and be
+    /// throttled for ~25 s of its 60 s period; listed, it is 100 requests. Every function
+    /// that reads a tenant credential serves every tenant (and its role may read them all),
+    /// so holding them all in its memory changes no boundary: a credential is still only ever
+    /// handed out under its own tenant's name ([`Self::azure`]).
+    async fn list_parameters(&self, ssm: &aws_sdk_ssm::Client) -> anyhow::Result<()> {
+        let path = format!("/{}azure", self.prefix.trim_start_matches('/'));
+        let mut next: Option<String> = None;
+        let mut found = HashMap::new();
+        loop {
+            let r = ssm
+                .get_parameters_by_path()
+                .path(&path)
+                .recursive(false)
+                .with_decryption(true)
+                .max_results(10)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "listing parameters under {path}: {}",
+                        aws_sdk_ssm::error::DisplayErrorContext(e)
+                    )
+                })?;
+            for p in r.parameters.unwrap_or_default() {
+                // Anything but a SecureString is left to `get_parameter`, which refuses it.
+                if p.r#type == Some(aws_sdk_ssm::types::ParameterType::SecureString) {
+                    if let (Some(n), Some(v)) = (p.name, p.value) {
+                        found.insert(n, v);
+                    }
+                }
+            }
+            match r.next_token {
+                Some(t) if !t.is_empty() => next = Some(t),
+                _ => break,
+            }
+        }
+        self.cache.lock().await.extend(found);
+        Ok(())
+    }
+
     /// A SecureString parameter's value, decrypted.
     async fn get_parameter(&self, ssm: &aws_sdk_ssm::Client, name: &str) -> anyhow::Result<String> {
+        if let Some(v) = self.cache.lock().await.get(name) {
+            return Ok(v.clone());
+        }
+        {
+            // The first miss lists the level once; a tenant added later is read alone.
+            let mut listed = self.listed.lock().await;
+            if !*listed {
+                *listed = true;
+                match self.list_parameters(ssm).await {
+                    Ok(()) => {
+                        if let Some(v) = self.cache.lock().await.get(name) {
+                            return Ok(v.clone());
+                        }
+                    }
+                    // Not fatal: the one parameter asked for is still read below (the role
+                    // may lack ssm:GetParametersByPath, as an older stack's does).
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "listing tenant credentials failed; reading them one by one")
+                    }
+                }
+            }
+        }
         if let Some(v) = self.cache.lock().await.get(name) {
             return Ok(v.clone());
         }

@@ -371,8 +371,8 @@ impl Store for SqliteStore {
             .optional()
         })?;
         body.map(|b| {
-            let v: serde_json::Value = serde_json::from_str(&b)?;
-            Alert::from_value(v).map_err(|e| anyhow!("stored alert {alert_id}: {e}"))
+            // One pass over the text, no `Value` tree (BENCHMARKS.md, classification).
+            Alert::from_json_str(&b).map_err(|e| anyhow!("stored alert {alert_id}: {e}"))
         })
         .transpose()
     }
@@ -861,9 +861,8 @@ impl Store for SqliteStore {
                 let step = (|| -> anyhow::Result<()> {
                     let product = Product::parse(&p)
                         .ok_or_else(|| anyhow!("stored alert {id}: product {p:?}"))?;
-                    let v: serde_json::Value = serde_json::from_str(&body)?;
-                    let alert =
-                        Alert::from_value(v).map_err(|e| anyhow!("stored alert {id}: {e}"))?;
+                    let alert = Alert::from_json_str(&body)
+                        .map_err(|e| anyhow!("stored alert {id}: {e}"))?;
                     f(product, alert)
                 })();
                 if step.is_err() {
