@@ -545,7 +545,7 @@ def main():
                "tenant": tenant}
 
         for f in [x for x in ORDER if x in fns] + [x for x in fns if x not in ORDER]:
-            binary = r["x86_64_path"]
+            binary = results[f]["x86_64_path"]
             r = results[f]
             # Start time: one warm-up start (page cache), then --runs measured ones.
             starts, why = [], None

@@ -92,7 +92,9 @@ fn guid(i: usize) -> String {
     )
 }
 
-fn plan(a: &CallsArgs) -> anyhow::Result<Plan> {
+/// `five`: every tenant a copy of the built-in customer that subscribes to all five products
+/// (the scale figure is per 5 products); else the built-in customers in turn.
+fn plan(a: &CallsArgs, five: bool) -> anyhow::Result<Plan> {
     if a.tenants == 0 || a.tenants > 9_999 {
         bail!("--tenants must be 1..=9999");
     }
@@ -108,7 +110,7 @@ fn plan(a: &CallsArgs) -> anyhow::Result<Plan> {
     let rounds: Vec<DateTime<Utc>> = (1..=a.rounds as i32).map(|r| start + hour * r).collect();
     let mut tenants = Vec::new();
     for i in 0..a.tenants {
-        let template = &base.tenants[i % base.tenants.len()];
+        let template = &base.tenants[if five { 0 } else { i % base.tenants.len() }];
         let azure = guid(i);
         let mut config = template.config.clone();
         let id = format!(
@@ -700,7 +702,7 @@ fn print_table(v: &Value) {
 }
 
 pub async fn run(a: CallsArgs) -> anyhow::Result<()> {
-    let p = plan(&a)?;
+    let p = plan(&a, false)?;
     let out = match a.backend.as_str() {
         "sqlite" => run_sqlite(&a, &p).await?,
         _ => run_aws(&a, &p).await?,
@@ -763,7 +765,7 @@ pub async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
         seed: a.seed,
         json: a.json,
     };
-    let mut p = plan(&calls)?;
+    let mut p = plan(&calls, true)?;
     let quiet = p.rounds[1] + chrono::Duration::minutes(1);
     p.rounds.push(quiet);
     let r = rig(&p).await?;

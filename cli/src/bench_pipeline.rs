@@ -43,6 +43,11 @@ pub struct PipelineArgs {
     /// directory, removed at the end).
     #[arg(long)]
     pub keep: Option<PathBuf>,
+    /// Tenant × product fetches in flight (default: the pipeline's own,
+    /// `Settings::fetch_concurrency`). Peak memory grows with it: each fetch holds its window's
+    /// alerts until they are stored.
+    #[arg(long)]
+    pub fetch_concurrency: Option<usize>,
     /// One JSON object instead of the lines.
     #[arg(long)]
     pub json: bool,
@@ -218,12 +223,16 @@ pub async fn run(a: PipelineArgs) -> anyhow::Result<()> {
         shared::ports::Store::put_tenant(&store, &t).await?;
     }
     drop(store);
-    let (deps, _) = emb.deps().await?;
+    let (mut deps, _) = emb.deps().await?;
+    if let Some(n) = a.fetch_concurrency {
+        deps.settings.fetch_concurrency = n.max(1);
+    }
     let rss_before = crate::bench::peak_rss_mb();
 
     let t0 = Instant::now();
     let outcomes = shared::steps::fetch::run_all(&deps).await?;
     let fetch_s = t0.elapsed().as_secs_f64();
+    let rss_after_fetch = crate::bench::peak_rss_mb();
     let mut fetched = 0usize;
     let mut new_versions = 0usize;
     let mut errors = Vec::new();
@@ -258,6 +267,7 @@ pub async fn run(a: PipelineArgs) -> anyhow::Result<()> {
         "bench": "pipeline",
         "versions": a.versions,
         "tenants": a.tenants,
+        "fetch_concurrency": deps.settings.fetch_concurrency,
         "mean_alert_bytes": bytes / a.versions as u64,
         "fetched": fetched,
         "new_versions": new_versions,
@@ -280,6 +290,7 @@ pub async fn run(a: PipelineArgs) -> anyhow::Result<()> {
         "versions_per_s": (a.versions as f64 / total_s).round(),
         "ticket_messages_per_s": (ticketed as f64 / drain_s.max(1e-9)).round(),
         "peak_rss_mb_before": rss_before,
+        "peak_rss_mb_after_fetch": rss_after_fetch,
         "peak_rss_mb": crate::bench::peak_rss_mb(),
         "scenario_generation_s": round3(gen_s),
         "simulator_start_s": round3(sim_start_s),

@@ -111,9 +111,27 @@ impl Deref for RawJson {
     }
 }
 
+impl RawJson {
+    /// `f` with the `Value`: the cached one, else one parsed for this call only. Writing an
+    /// alert (its compact text to the store, or serialising it) must not keep a `Value` tree
+    /// — 5–8× the text — alive for as long as the alert: a fetch holding a 1,000-alert
+    /// window kept ~30 MB per tenant × product that way (BENCHMARKS.md, pipeline).
+    fn with_value<R>(&self, f: impl FnOnce(&Value) -> R) -> R {
+        match (self.value.get(), &self.text) {
+            (Some(v), _) => f(v),
+            (None, Some(t)) => {
+                let v: Value =
+                    serde_json::from_str(t).expect("alert text validated by the fast path");
+                f(&v)
+            }
+            (None, None) => f(&Value::Null),
+        }
+    }
+}
+
 impl fmt::Display for RawJson {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self.value(), f)
+        self.with_value(|v| fmt::Display::fmt(v, f))
     }
 }
 
@@ -148,7 +166,7 @@ impl PartialEq<RawJson> for Value {
 
 impl Serialize for RawJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.value().serialize(s)
+        self.with_value(|v| v.serialize(s))
     }
 }
 
