@@ -677,6 +677,7 @@ async fn aws_deps(
         opsramp_tenant_id: "client_1234".into(),
         opsramp_token_path: None,
         secrets_prefix: format!("{name}/"),
+        tenant_credentials: Default::default(),
         graph_base: Some(sim.graph_base()),
         authority_host: Some(sim.authority_host()),
         extra_ca_file: Some(ca.display().to_string()),
@@ -687,6 +688,7 @@ async fn aws_deps(
         mde_base: Some(sim.mde_base()),
         graph_beta_base: Some(sim.graph_beta_base()),
         respond_check_s: Some(1),
+        fetch_concurrency: None,
     };
     let secrets = env.secret_store().await;
     for (tenant, azure, client_id, secret) in creds {

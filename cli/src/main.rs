@@ -16,6 +16,8 @@ use shared::domain::tenant::Tenant;
 
 mod backfill;
 mod bench;
+mod bench_calls;
+mod bench_pipeline;
 mod chaos;
 mod demo;
 mod ops;
@@ -338,6 +340,15 @@ enum CalendarCmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// The embedded pipeline end to end (fetch → classify → store → tickets) against the
+    /// simulator in its own process: versions/s and this process's peak RSS.
+    Pipeline(bench_pipeline::PipelineArgs),
+    /// DynamoDB/SQS requests per alert version at ingest + classify, counted against moto
+    /// (or the same scenario timed on SQLite).
+    Calls(bench_calls::CallsArgs),
+    /// One fetch cycle of many tenants × 5 products against the simulator: wall time, Graph
+    /// requests per tenant, Lambda invocations the cycle needs.
+    Scale(bench_calls::ScaleArgs),
     /// Aggregate one tenant-month of synthetic alerts; prints one JSON line.
     Monthly {
         #[arg(long, default_value_t = 1_000_000)]
@@ -589,6 +600,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             println!("{}", bench::classify(alerts, runs, &t)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Pipeline(a),
+        } => {
+            runtime()?.block_on(bench_pipeline::run(a))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Calls(a),
+        } => {
+            runtime()?.block_on(bench_calls::run(a))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Scale(a),
+        } => {
+            runtime()?.block_on(bench_calls::scale(a))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Respond { cmd } => respond_cmd(cmd),

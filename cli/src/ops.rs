@@ -131,10 +131,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             let started = std::time::Instant::now();
             let results = shared::steps::fetch::run_all(&deps).await?;
             let mut new = 0;
+            let mut incidents = 0;
             let mut failed = 0;
             for r in &results {
                 match r {
-                    Ok(o) => new += o.new_versions,
+                    Ok(o) => {
+                        new += o.new_versions;
+                        incidents += o.incidents;
+                    }
                     Err((t, p, e)) => {
                         failed += 1;
                         eprintln!("fetch {t}/{p} failed: {e}");
@@ -143,7 +147,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             let stats = shared::runner::drain(&deps).await?;
             println!(
-                "{} cycle {cycle}: fetched {} tenant×product ({failed} failed), {new} new version(s); classified {}, ticketed {}, responded {}, investigated {}, failed {} ({} ms)",
+                "{} cycle {cycle}: fetched {} tenant×product ({failed} failed), {new} new version(s) classified, {incidents} incident version(s) queued; reclassified {}, ticketed {}, responded {}, investigated {}, failed {} ({} ms)",
                 Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 results.len(),
                 stats.classified,

@@ -9,8 +9,11 @@
 //!   or mail remediation is made, and then the call fails instead of returning, so the step
 //!   never writes what it did;
 //! - *before a store write* (any write of the [`Store`] port; the fetch cursor has its own,
-//!   lower, rate because it is written on every fetch);
-//! - *after a queue send*, before the sender records it (e.g. the fetch's `mark_queued`);
+//!   lower, rate because it is written on every fetch; a batched write of n records — the
+//!   fetch's alert versions, then its decisions — is killed with the probability that one of
+//!   n single writes would have been, so batching leaves the kills per record as they were);
+//! - *after a queue send*, before the sender records it (e.g. the fetch's ticket messages,
+//!   sent before the decisions that say they were handed on);
 //! - *before an ack*: the step finished, the message is not deleted.
 //!
 //! From the kill on, the process is dead: every call of every wrapped port fails at once
@@ -37,7 +40,7 @@
 //! two handlers of the same message at the same time (the embedded runner handles messages
 //! one at a time, so concurrent duplicates are not exercised here).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,8 +62,8 @@ use crate::domain::tenant::Tenant;
 use crate::messages::{AlertRef, QueueName};
 use crate::ports::{
     ActionRecord, AlertSource, AppliedVersion, DeadLetter, FetchedItem, IncidentRecord,
-    IncidentSummary, NewTicket, OnceState, PurgeCounts, Queue, Received, Store, StoredDecision,
-    TicketUpdate, Tickets,
+    IncidentSummary, NewDecision, NewTicket, OnceState, PurgeCounts, Queue, Received, Store,
+    StoredDecision, TicketUpdate, Tickets,
 };
 
 /// Probabilities of each fault, per call of the port method concerned.
@@ -138,6 +141,8 @@ pub struct Chaos {
     counts: Mutex<BTreeMap<&'static str, u64>>,
     last_fault: Mutex<Option<DateTime<Utc>>>,
     clock: Arc<dyn crate::ports::Clock>,
+    /// A kill asked for by a test: at the n-th time the named kill point is reached.
+    scripted: Mutex<Option<(&'static str, u64)>>,
 }
 
 impl Chaos {
@@ -150,7 +155,31 @@ impl Chaos {
             counts: Mutex::new(BTreeMap::new()),
             last_fault: Mutex::new(None),
             clock,
+            scripted: Mutex::new(None),
         })
+    }
+
+    /// Kills the process the `nth` time (from 1) the kill point named `point` is reached
+    /// (e.g. `"kill before store write"`), whatever the rates say: a test's way to crash
+    /// exactly between two given steps.
+    pub fn kill_at(&self, point: &'static str, nth: u64) {
+        *self.scripted.lock().unwrap_or_else(|e| e.into_inner()) = Some((point, nth.max(1)));
+    }
+
+    /// Whether a scripted kill falls due at `point` now (counting this arrival).
+    fn scripted_kill(&self, point: &'static str) -> bool {
+        let mut s = self.scripted.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *s {
+            Some((at, n)) if *at == point => {
+                *n -= 1;
+                if *n == 0 {
+                    *s = None;
+                    return true;
+                }
+                false
+            }
+            _ => false,
+        }
     }
 
     /// No more faults from now on (the end of the run's fault window).
@@ -210,7 +239,7 @@ impl Chaos {
     /// Kills the process at `point` with probability `p`.
     fn maybe_kill(&self, p: f64, point: &'static str) -> anyhow::Result<()> {
         self.alive()?;
-        if self.roll(p) {
+        if self.scripted_kill(point) || self.roll(p) {
             // Only the first kill of a crash counts; the others are its consequences.
             if !self.dead.swap(true, Ordering::SeqCst) {
                 self.count(point);
@@ -550,6 +579,14 @@ impl ChaosStore {
             "kill before store write",
         )
     }
+    /// Before a batched write of `n` records.
+    fn batch_write(&self, n: usize) -> anyhow::Result<()> {
+        let p = self.chaos.rates.kill_before_store_write.clamp(0.0, 1.0);
+        self.chaos.maybe_kill(
+            1.0 - (1.0 - p).powi(n.max(1).min(i32::MAX as usize) as i32),
+            "kill before store write",
+        )
+    }
     fn read(&self) -> anyhow::Result<()> {
         self.chaos.alive()
     }
@@ -578,14 +615,14 @@ impl Store for ChaosStore {
         self.write()?;
         self.inner.put_alert_version(tenant, product, alert).await
     }
-    async fn mark_queued(
+    async fn put_alert_versions(
         &self,
         tenant: &str,
-        alert_id: &str,
-        last_update: DateTime<Utc>,
+        product: Product,
+        alerts: &[&Alert],
     ) -> anyhow::Result<()> {
-        self.write()?;
-        self.inner.mark_queued(tenant, alert_id, last_update).await
+        self.batch_write(alerts.len())?;
+        self.inner.put_alert_versions(tenant, product, alerts).await
     }
     async fn get_alert_version(
         &self,
@@ -639,6 +676,14 @@ impl Store for ChaosStore {
         self.read()?;
         self.inner.get_decision(tenant, alert_id).await
     }
+    async fn get_decisions(
+        &self,
+        tenant: &str,
+        alert_ids: &[String],
+    ) -> anyhow::Result<HashMap<String, StoredDecision>> {
+        self.read()?;
+        self.inner.get_decisions(tenant, alert_ids).await
+    }
     async fn put_decision(
         &self,
         tenant: &str,
@@ -650,6 +695,14 @@ impl Store for ChaosStore {
         self.inner
             .put_decision(tenant, alert_id, last_update, d)
             .await
+    }
+    async fn put_decisions(
+        &self,
+        tenant: &str,
+        decisions: &[NewDecision],
+    ) -> anyhow::Result<Vec<String>> {
+        self.batch_write(decisions.len())?;
+        self.inner.put_decisions(tenant, decisions).await
     }
     async fn get_incident(
         &self,

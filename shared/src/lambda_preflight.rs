@@ -45,10 +45,7 @@ pub async fn preflight_handler(env: &CloudEnv, payload: Value) -> anyhow::Result
         .await?
         .ok_or_else(|| anyhow!("tenant {} is not registered", req.tenant))?
         .at(chrono::Utc::now());
-    let secrets = SecretStore::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
-        &env.secrets_prefix,
-    );
+    let secrets = SecretStore::for_sdk(&sdk, &env.secrets_prefix, env.tenant_credentials);
     // Errors name the secret, never its content (SecretStore's contract).
     let app = secrets
         .azure(&tenant.id)

@@ -1,6 +1,7 @@
 //! The capabilities steps need, as traits, so the same step runs on SQLite + in-process
 //! queues, on DynamoDB + SQS, and against fakes in tests.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -58,6 +59,14 @@ pub trait Tickets: Send + Sync {
     async fn has_response(&self, ticket_id: &str, ext_response_id: &str) -> Result<bool>;
 }
 
+/// One alert's decision, as of one of its versions, to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDecision {
+    pub alert_id: String,
+    pub last_update: DateTime<Utc>,
+    pub decision: Decision,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredDecision {
     pub kind: DecisionKind,
@@ -95,21 +104,23 @@ pub trait Store: Send + Sync {
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
 
-    /// Stores a version. `true` while it still has to be handed on: new, or stored by a
-    /// fetch that failed before `mark_queued` (so a crash or a queue outage between the two
-    /// cannot lose it); `false` once it was queued.
+    /// Stores one version; `true` when this call stored it, `false` when it was stored
+    /// before. Whether a version was handed on is its alert's decision's business
+    /// ([`Store::put_decisions`]), not this record's.
     async fn put_alert_version(
         &self,
         tenant: &str,
         product: Product,
         alert: &Alert,
     ) -> Result<bool>;
-    /// Records that the version was handed on to the classify queue.
-    async fn mark_queued(
+    /// Stores many versions at once (the fetch's batch): 25 per request on DynamoDB, one
+    /// transaction on SQLite. Unconditional, and safe to repeat: a version is immutable by
+    /// (id, lastUpdateDateTime), so storing it again changes nothing any reader sees.
+    async fn put_alert_versions(
         &self,
         tenant: &str,
-        alert_id: &str,
-        last_update: DateTime<Utc>,
+        product: Product,
+        alerts: &[&Alert],
     ) -> Result<()>;
     async fn get_alert_version(
         &self,
@@ -132,6 +143,15 @@ pub trait Store: Send + Sync {
         -> Result<()>;
 
     async fn get_decision(&self, tenant: &str, alert_id: &str) -> Result<Option<StoredDecision>>;
+    /// The current decision of each of `alert_ids` that has one, in one read (100 alerts per
+    /// request on DynamoDB, one query on SQLite): what the fetch needs to know of a page.
+    async fn get_decisions(
+        &self,
+        tenant: &str,
+        alert_ids: &[String],
+    ) -> Result<HashMap<String, StoredDecision>>;
+    /// Records a decision unless the stored one wins: a higher kind wins, and at an equal
+    /// kind the newer version (see [`Store::put_decisions`]).
     async fn put_decision(
         &self,
         tenant: &str,
@@ -139,6 +159,15 @@ pub trait Store: Send + Sync {
         last_update: DateTime<Utc>,
         d: &Decision,
     ) -> Result<()>;
+    /// Records many decisions (one per alert, the fetch's batch), each unless the stored one
+    /// is of a higher kind or for a newer version — checked by the store at the moment of
+    /// writing, so a fetch racing another writer of the same alert never replaces what that
+    /// writer recorded with a lower decision computed from a stale read, nor a newer
+    /// version's record with an older one. Returns the alert ids refused (the caller settles
+    /// them: `steps::fetch`). A decision recorded for version V also says that V, and every
+    /// earlier version, was handed on. DynamoDB: conditional updates in transactions of up
+    /// to 100; SQLite: one transaction.
+    async fn put_decisions(&self, tenant: &str, decisions: &[NewDecision]) -> Result<Vec<String>>;
 
     async fn get_incident(&self, tenant: &str, key: &str) -> Result<Option<IncidentRecord>>;
     /// Create-once: `false` when a record for (tenant, key) already exists.

@@ -330,7 +330,7 @@ async fn the_regular_fetch_does_not_hand_on_what_a_backfill_classified() {
     .unwrap();
     // The first fetch reads the last 24 hours: aa-young-2 is in it, stored and classified.
     let out = fetch::run(&r.deps, TENANT, Product::Mdi).await.unwrap();
-    assert_eq!((out.fetched, out.new_versions), (1, 0));
+    assert_eq!((out.fetched, out.new_versions, out.incidents), (1, 0, 0));
     assert_eq!(r.store.depth(QueueName::Classify).await.unwrap(), (0, 0));
 }
 

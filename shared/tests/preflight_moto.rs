@@ -4,6 +4,9 @@
 //! error, a missing secret is a failed check naming the secret, an unknown tenant is one.
 #![cfg(feature = "aws")]
 
+mod moto;
+use moto::endpoint;
+
 use serde_json::json;
 
 use mss_sim::{Permission, Sim, SimConfig, SimTenant};
@@ -17,12 +20,6 @@ const AZ: &str = "0a0a0a0a-1111-4111-8111-aaaaaaaaaaaa";
 const AZ_B: &str = "0b0b0b0b-2222-4222-8222-bbbbbbbbbbbb";
 const SECRET: &str = "s3cr3t-kaede-preflight";
 const OR_SECRET: &str = "s3cr3t-ops-preflight";
-
-fn endpoint() -> String {
-    std::env::var("MSS_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("MSS_TEST_AWS_ENDPOINT is not set: run ./scripts/test.sh (it installs and starts moto's server), or start `moto_server -H 127.0.0.1 -p PORT` and set MSS_TEST_AWS_ENDPOINT=http://127.0.0.1:PORT")
-    })
-}
 
 fn tenant(id: &str, azure: &str) -> Tenant {
     Tenant::from_toml(&format!(

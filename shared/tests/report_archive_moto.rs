@@ -4,7 +4,8 @@
 //! schedule's payload (reporting the tenants that failed after the others ran), drafts and
 //! sends one by hand, and a second send does nothing.
 
-use std::sync::Once;
+mod moto;
+use moto::endpoint;
 
 use serde_json::{json, Value};
 
@@ -18,25 +19,6 @@ use shared::domain::tenant::Tenant;
 use shared::lambda::{self, CloudEnv};
 use shared::ports::Store;
 use shared::steps::deliver_report::ReportArchive;
-
-fn endpoint() -> String {
-    static ENV: Once = Once::new();
-    ENV.call_once(|| {
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "ap-northeast-1"),
-        ] {
-            if std::env::var(k).is_err() {
-                // SAFETY: set once, before any client reads the environment.
-                unsafe { std::env::set_var(k, v) };
-            }
-        }
-    });
-    std::env::var("MSS_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("MSS_TEST_AWS_ENDPOINT is not set: run ./scripts/test.sh, or start `moto_server -H 127.0.0.1 -p PORT` and set MSS_TEST_AWS_ENDPOINT=http://127.0.0.1:PORT")
-    })
-}
 
 fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -217,6 +199,7 @@ async fn rig() -> Rig {
         opsramp_tenant_id: "client_1234".into(),
         opsramp_token_path: None,
         secrets_prefix: prefix,
+        tenant_credentials: Default::default(),
         graph_base: None,
         authority_host: None,
         extra_ca_file: Some(ca.display().to_string()),
@@ -227,6 +210,7 @@ async fn rig() -> Rig {
         mde_base: None,
         graph_beta_base: None,
         respond_check_s: None,
+        fetch_concurrency: None,
     };
     let mut cloud = lambda::init(&env).await.expect("cold start");
     let reports = lambda::reports_init(&env).await.expect("reports");

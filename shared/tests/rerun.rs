@@ -180,11 +180,18 @@ async fn rig(alerts: Vec<Value>) -> Rig {
 }
 
 impl Rig {
-    async fn cycle(&self) -> shared::runner::DrainStats {
-        shared::steps::fetch::run(&self.deps, TENANT, Product::Mde)
+    /// A fetch (which classifies what it finds) and a drain: what the fetch handed on, and
+    /// what the steps after it ran.
+    async fn cycle(
+        &self,
+    ) -> (
+        shared::steps::fetch::FetchOutcome,
+        shared::runner::DrainStats,
+    ) {
+        let f = shared::steps::fetch::run(&self.deps, TENANT, Product::Mde)
             .await
             .unwrap();
-        shared::runner::drain(&self.deps).await.unwrap()
+        (f, shared::runner::drain(&self.deps).await.unwrap())
     }
 
     async fn rerun(&self, target: Target, from: FromStep, force: bool) -> rerun::RerunOutcome {
@@ -239,8 +246,13 @@ async fn a_rerun_from_any_step_never_duplicates_and_force_reposts_the_report_onc
         mde_alert("da-2", "501", "2026-11-20T00:56:00Z"),
     ])
     .await;
-    let s = r.cycle().await;
-    assert_eq!(s.classified, 2);
+    let (f, s) = r.cycle().await;
+    assert_eq!((f.new_versions, f.incidents), (2, 2));
+    assert_eq!(
+        (s.classified, s.ticketed),
+        (0, 2),
+        "classified by the fetch"
+    );
     assert_eq!(r.sim.tickets().len(), 1, "one incident, one ticket");
     let responses = r.responses();
     assert!(
@@ -369,7 +381,7 @@ async fn a_failing_step_is_listed_with_its_error_and_leaves_the_list_when_a_reru
             },
         );
     }
-    let s = r.cycle().await;
+    let (_, s) = r.cycle().await;
     assert_eq!(s.failed, 1);
     assert!(r.sim.tickets().is_empty());
     let items = r.failed().await;

@@ -10,7 +10,8 @@ use shared::adapters::sqlite::{QueueSettings, SqliteStore};
 async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let s = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
-    shared::conformance::store_suite(s, "t1").await;
+    shared::conformance::store_suite(s.clone(), "t1").await;
+    shared::conformance::decision_race_suite(s, "t1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@
 //! deleting anything, and the archived reports of one tenant are deleted by folder only.
 #![cfg(feature = "aws")]
 
-use std::sync::Once;
+mod moto;
+use moto::endpoint;
 
 use serde_json::json;
 
@@ -12,25 +13,6 @@ use shared::adapters::dynamodb::DynamoStore;
 use shared::domain::alert::{Alert, Product};
 use shared::domain::tenant::Tenant;
 use shared::ports::Store;
-
-fn endpoint() -> String {
-    static ENV: Once = Once::new();
-    ENV.call_once(|| {
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "ap-northeast-1"),
-        ] {
-            if std::env::var(k).is_err() {
-                // SAFETY: set once, before any client reads the environment.
-                unsafe { std::env::set_var(k, v) };
-            }
-        }
-    });
-    std::env::var("MSS_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("MSS_TEST_AWS_ENDPOINT is not set: run ./scripts/test.sh (it installs and starts moto's server), or start `moto_server -H 127.0.0.1 -p PORT` and set MSS_TEST_AWS_ENDPOINT=http://127.0.0.1:PORT")
-    })
-}
 
 fn tenant(id: &str) -> Tenant {
     Tenant::from_toml(&format!(

@@ -217,8 +217,15 @@ impl Inner {
 
     /// Mutates a copy and persists it before swapping it in, so a failed write leaves the
     /// in-memory state and the file in agreement (and the client sees a 500).
+    ///
+    /// Without a state file there is nothing to keep in agreement, and every closure refuses
+    /// before it changes anything, so the live store is changed in place: the copy made each
+    /// ticket call O(tickets), and a side-by-side run with 10,000 tickets spent minutes copying.
     fn mutate<R>(&self, f: impl FnOnce(&mut Store) -> Result<R, Reject>) -> Result<R, Reject> {
         let mut guard = lock(&self.store);
+        if self.state_file.is_none() {
+            return f(&mut guard);
+        }
         let mut next = guard.clone();
         let r = f(&mut next)?;
         if let Some(path) = &self.state_file {

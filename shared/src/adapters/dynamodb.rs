@@ -1,7 +1,8 @@
 //! The cloud store: one DynamoDB table, single-table design. Every item's partition key is
 //! its tenant (`T#<tenant>`); the sort key says what it is. Create-once intents, cursor
-//! moves and decisions use conditional writes, so two invocations racing on the same item
-//! cannot both win. Alert bodies are stored gzip-compressed; one too large for an item goes
+//! moves and decisions use conditional writes (the fetch's decisions in transactions of up
+//! to 100; its alert versions, immutable, in unconditional batches of 25), so two
+//! invocations racing on the same item cannot both win. Alert bodies are stored gzip-compressed; one too large for an item goes
 //! to S3 and the item keeps a pointer.
 //!
 //! | sk | item |
@@ -10,7 +11,7 @@
 //! | `ALERT#<id>#<lastUpdate>` | one alert version (+ `gsi1pk = T#<tenant>#<YYYY-MM>` month index, `ttl`) |
 //! | `MALFORMED#<hash>` | an item Graph sent that is not an alert, with its raw text |
 //! | `CURSOR#<product>` | the fetch cursor |
-//! | `DECISION#<id>` | the alert's current decision |
+//! | `DECISION#<id>` | the alert's current decision, for the newest version handed on (what tells the fetch a version was: `steps::fetch`) |
 //! | `INC#<key>` | an incident's ticket (intent until `ticket_id` is set) |
 //! | `APPLY#<key>#<id>#<lastUpdate>` | an alert version's effect on the ticket |
 //! | `ONCE#<key>` | a once-only side effect's marker (`ttl`) |
@@ -37,11 +38,37 @@ use crate::domain::classify::{Decision, DecisionKind};
 use crate::domain::severity::Severity;
 use crate::domain::tenant::{Tenant, TenantFile};
 use crate::ports::{
-    ActionRecord, AppliedVersion, IncidentRecord, IncidentSummary, OnceState, Store, StoredDecision,
+    ActionRecord, AppliedVersion, IncidentRecord, IncidentSummary, NewDecision, OnceState, Store,
+    StoredDecision,
 };
 
 /// DynamoDB items are limited to 400 KB; bodies above this (compressed) go to S3.
 const INLINE_BODY_MAX: usize = 300 * 1024;
+
+/// A decision is recorded unless the stored one wins: a higher rank wins; at an equal rank,
+/// the newer version (the same rule as the SQLite store). Evaluated by DynamoDB at write
+/// time, so a writer that read a stale decision cannot lower a newer one.
+const DECISION_CONDITION: &str =
+    "attribute_not_exists(#rank) OR #rank < :r OR (#rank = :r AND #lu <= :lu)";
+
+/// The fetch's batched records ([`Store::put_decisions`]): refused when the stored decision
+/// is of a higher rank or for a newer version, whatever its rank.
+const BATCH_DECISION_CONDITION: &str =
+    "attribute_not_exists(#rank) OR (#rank <= :r AND #lu <= :lu)";
+
+fn version_sk(alert: &Alert) -> String {
+    format!("ALERT#{}#{}", alert.id, ts(alert.last_update))
+}
+
+fn decision_from_item(i: &Item) -> anyhow::Result<StoredDecision> {
+    let k = get_s(i, "kind")?;
+    Ok(StoredDecision {
+        kind: DecisionKind::parse(k).ok_or_else(|| anyhow!("stored decision {k:?}"))?,
+        product: opt_s(i, "product").and_then(Product::parse),
+        reason: get_s(i, "reason")?.to_string(),
+        last_update: parse_ts(get_s(i, "last_update")?)?,
+    })
+}
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -85,6 +112,34 @@ where
     E: std::fmt::Debug + ProvideErrorMetadata,
 {
     matches!(e, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+/// A failure worth another try after a pause: throttling, a conflicting transaction, a
+/// server error (moto, DynamoDB's emulator, answers a transaction that meets concurrent
+/// writes with a 500), a time-out or a dropped connection.
+fn transient<E>(e: &SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match e {
+        SdkError::ServiceError(se) => {
+            se.raw().status().is_server_error()
+                || matches!(
+                    se.err().code(),
+                    Some(
+                        "ThrottlingException"
+                            | "ProvisionedThroughputExceededException"
+                            | "RequestLimitExceeded"
+                            | "TransactionConflictException"
+                            | "InternalServerError"
+                    )
+                )
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => false,
+    }
 }
 
 fn sdk<E>(what: &str, e: SdkError<E>) -> anyhow::Error
@@ -337,7 +392,9 @@ impl DynamoStore {
                     .build()?,
             );
             let mut backoff = std::time::Duration::from_millis(50);
+            let mut stalled = 0;
             while let Some(req) = pending.take() {
+                let asked = req.keys().len();
                 let r = self
                     .db
                     .batch_get_item()
@@ -349,13 +406,22 @@ impl DynamoStore {
                     .responses
                     .and_then(|mut m| m.remove(&self.table))
                     .unwrap_or_default();
-                let progressed = !got.is_empty();
                 out.extend(got);
                 pending = r
                     .unprocessed_keys
                     .and_then(|mut m| m.remove(&self.table))
                     .filter(|k| !k.keys().is_empty());
-                if pending.is_some() && !progressed {
+                // Unprocessed keys mean throttling or a full response: AWS asks for an
+                // exponential back-off before they are asked again.
+                if let Some(p) = &pending {
+                    if p.keys().len() == asked {
+                        stalled += 1;
+                        if stalled > 10 {
+                            return Err(anyhow!(
+                                "DynamoDB BatchGetItem: {asked} keys left unprocessed after 10 retries"
+                            ));
+                        }
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
                 }
@@ -440,19 +506,30 @@ impl DynamoStore {
         Ok(keys.len() as u64)
     }
 
-    /// Deletes items by key: BatchWriteItem in chunks of 25, retrying what DynamoDB leaves
-    /// unprocessed (throttling) with a growing pause.
+    /// Deletes items by key (BatchWriteItem, see `write_many`).
     async fn delete_many(&self, keys: Vec<Item>) -> anyhow::Result<()> {
         use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
-        for chunk in keys.chunks(25) {
-            let mut pending = Vec::with_capacity(chunk.len());
-            for k in chunk {
-                pending.push(
-                    WriteRequest::builder()
-                        .delete_request(DeleteRequest::builder().set_key(Some(k.clone())).build()?)
-                        .build(),
-                );
-            }
+        let mut writes = Vec::with_capacity(keys.len());
+        for k in keys {
+            writes.push(
+                WriteRequest::builder()
+                    .delete_request(DeleteRequest::builder().set_key(Some(k)).build()?)
+                    .build(),
+            );
+        }
+        self.write_many(writes, "deletes").await
+    }
+
+    /// Unconditional puts and deletes: BatchWriteItem in chunks of 25, retrying what
+    /// DynamoDB leaves unprocessed (throttling) with a growing pause; an error after ten
+    /// retries that made no progress.
+    async fn write_many(
+        &self,
+        writes: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        for chunk in writes.chunks(25) {
+            let mut pending = chunk.to_vec();
             let mut backoff = std::time::Duration::from_millis(50);
             let mut stalled = 0;
             while !pending.is_empty() {
@@ -473,7 +550,7 @@ impl DynamoStore {
                         stalled += 1;
                         if stalled > 10 {
                             return Err(anyhow!(
-                                "DynamoDB BatchWriteItem: {} deletes left unprocessed after 10 retries",
+                                "DynamoDB BatchWriteItem: {} {what} left unprocessed after 10 retries",
                                 pending.len()
                             ));
                         }
@@ -484,6 +561,96 @@ impl DynamoStore {
             }
         }
         Ok(())
+    }
+
+    /// A version's item (its body inline, gzip-compressed, or in S3 when too large for an
+    /// item — uploaded here, before the item that points at it exists).
+    async fn version_item(
+        &self,
+        tenant: &str,
+        product: Product,
+        alert: &Alert,
+    ) -> anyhow::Result<Item> {
+        let body = gzip(alert.raw.to_string().as_bytes())?;
+        let mut item: Item = HashMap::new();
+        item.insert("pk".into(), pk(tenant));
+        item.insert("sk".into(), s(version_sk(alert)));
+        item.insert("alert_id".into(), s(&alert.id));
+        item.insert("last_update".into(), s(ts(alert.last_update)));
+        item.insert("product".into(), s(product.as_str()));
+        item.insert(
+            "gsi1pk".into(),
+            s(format!("T#{tenant}#{}", alert.last_update.format("%Y-%m"))),
+        );
+        item.insert(
+            "gsi1sk".into(),
+            s(format!("{}#{}", ts(alert.last_update), alert.id)),
+        );
+        item.insert("ttl".into(), self.ttl());
+        if body.len() > INLINE_BODY_MAX {
+            let (s3c, bucket) = match (&self.s3, &self.bucket) {
+                (Some(c), Some(b)) => (c, b),
+                _ => return Err(anyhow!("alert {} is {} bytes compressed, too large for DynamoDB, and no bucket is configured", alert.id, body.len())),
+            };
+            let key = format!(
+                "bodies/{tenant}/{}/{}.json.gz",
+                alert.id,
+                alert.last_update.timestamp_millis()
+            );
+            s3c.put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(body.into())
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+                .send()
+                .await
+                .map_err(|e| anyhow!("S3 PutObject {key}: {e}"))?;
+            item.insert("body_s3".into(), s(key));
+        } else {
+            item.insert("body".into(), AttributeValue::B(Blob::new(body)));
+        }
+        Ok(item)
+    }
+
+    /// The update recording a decision (under `DECISION_CONDITION` or, batched,
+    /// `BATCH_DECISION_CONDITION`): expression, names, values.
+    fn decision_update(
+        &self,
+        alert_id: &str,
+        last_update: DateTime<Utc>,
+        d: &Decision,
+    ) -> (String, HashMap<String, String>, Item) {
+        let mut expr = String::from(
+            "SET #kind = :k, #rank = :r, #reason = :reason, #lu = :lu, #alert = :a, #ttl = :ttl",
+        );
+        let mut names: HashMap<String, String> = [
+            ("#kind", "kind"),
+            ("#rank", "rank"),
+            ("#reason", "reason"),
+            ("#lu", "last_update"),
+            ("#alert", "alert_id"),
+            ("#ttl", "ttl"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let mut values: Item = HashMap::from([
+            (":k".to_string(), s(d.kind.as_str())),
+            (
+                ":r".to_string(),
+                AttributeValue::N((d.kind as u8).to_string()),
+            ),
+            (":reason".to_string(), s(&d.reason)),
+            (":lu".to_string(), s(ts(last_update))),
+            (":a".to_string(), s(alert_id)),
+            (":ttl".to_string(), self.ttl()),
+        ]);
+        if let Some(p) = d.product {
+            expr.push_str(", #product = :p");
+            names.insert("#product".into(), "product".into());
+            values.insert(":p".into(), s(p.as_str()));
+        }
+        (expr, names, values)
     }
 }
 
@@ -563,77 +730,34 @@ impl Store for DynamoStore {
         product: Product,
         alert: &Alert,
     ) -> anyhow::Result<bool> {
-        let sk = format!("ALERT#{}#{}", alert.id, ts(alert.last_update));
-        // Cheap existence check first: most fetched versions are already stored (overlap).
-        if let Some(existing) = self.get(pk(tenant), &sk).await? {
-            return Ok(!matches!(
-                existing.get("queued"),
-                Some(AttributeValue::Bool(true))
-            ));
+        let sk = version_sk(alert);
+        // Cheap existence check first: no body is uploaded for a version stored before.
+        if self.get(pk(tenant), &sk).await?.is_some() {
+            return Ok(false);
         }
-        let body = gzip(alert.raw.to_string().as_bytes())?;
-        let mut item: Item = HashMap::new();
-        item.insert("pk".into(), pk(tenant));
-        item.insert("sk".into(), s(&sk));
-        item.insert("alert_id".into(), s(&alert.id));
-        item.insert("last_update".into(), s(ts(alert.last_update)));
-        item.insert("product".into(), s(product.as_str()));
-        item.insert(
-            "gsi1pk".into(),
-            s(format!("T#{tenant}#{}", alert.last_update.format("%Y-%m"))),
-        );
-        item.insert(
-            "gsi1sk".into(),
-            s(format!("{}#{}", ts(alert.last_update), alert.id)),
-        );
-        item.insert("ttl".into(), self.ttl());
-        item.insert("queued".into(), AttributeValue::Bool(false));
-        if body.len() > INLINE_BODY_MAX {
-            let (s3c, bucket) = match (&self.s3, &self.bucket) {
-                (Some(c), Some(b)) => (c, b),
-                _ => return Err(anyhow!("alert {} is {} bytes compressed, too large for DynamoDB, and no bucket is configured", alert.id, body.len())),
-            };
-            let key = format!(
-                "bodies/{tenant}/{}/{}.json.gz",
-                alert.id,
-                alert.last_update.timestamp_millis()
-            );
-            s3c.put_object()
-                .bucket(bucket)
-                .key(&key)
-                .body(body.into())
-                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
-                .send()
-                .await
-                .map_err(|e| anyhow!("S3 PutObject {key}: {e}"))?;
-            item.insert("body_s3".into(), s(key));
-        } else {
-            item.insert("body".into(), AttributeValue::B(Blob::new(body)));
-        }
-        // Lost a race to another fetch: it stored the same version and hands it on; handing
-        // it on here as well is harmless (every later step is idempotent).
-        self.put_if_absent(item).await?;
-        Ok(true)
+        let item = self.version_item(tenant, product, alert).await?;
+        self.put_if_absent(item).await
     }
 
-    async fn mark_queued(
+    async fn put_alert_versions(
         &self,
         tenant: &str,
-        alert_id: &str,
-        last_update: DateTime<Utc>,
+        product: Product,
+        alerts: &[&Alert],
     ) -> anyhow::Result<()> {
-        self.db
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", pk(tenant))
-            .key("sk", s(format!("ALERT#{alert_id}#{}", ts(last_update))))
-            .update_expression("SET queued = :t")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| sdk("UpdateItem queued", e))?;
-        Ok(())
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        // One request may not name an item twice.
+        let mut seen = std::collections::HashSet::new();
+        let mut writes = Vec::with_capacity(alerts.len());
+        for a in alerts.iter().filter(|a| seen.insert(version_sk(a))) {
+            let item = self.version_item(tenant, product, a).await?;
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build()?)
+                    .build(),
+            );
+        }
+        self.write_many(writes, "alert versions").await
     }
 
     async fn get_alert_version(
@@ -649,8 +773,8 @@ impl Store for DynamoStore {
             return Ok(None);
         };
         let body = self.body_of(&item).await?;
-        let v: serde_json::Value = serde_json::from_slice(&body)?;
-        Alert::from_value(v)
+        // One pass over the text, no `Value` tree (BENCHMARKS.md, classification).
+        Alert::from_json_str(std::str::from_utf8(&body)?)
             .map(Some)
             .map_err(|e| anyhow!("stored alert {alert_id}: {e}"))
     }
@@ -730,19 +854,127 @@ impl Store for DynamoStore {
         tenant: &str,
         alert_id: &str,
     ) -> anyhow::Result<Option<StoredDecision>> {
-        let Some(i) = self
-            .get(pk(tenant), &format!("DECISION#{alert_id}"))
+        self.get(pk(tenant), &format!("DECISION#{alert_id}"))
             .await?
-        else {
-            return Ok(None);
-        };
-        let k = get_s(&i, "kind")?;
-        Ok(Some(StoredDecision {
-            kind: DecisionKind::parse(k).ok_or_else(|| anyhow!("stored decision {k:?}"))?,
-            product: opt_s(&i, "product").and_then(Product::parse),
-            reason: get_s(&i, "reason")?.to_string(),
-            last_update: parse_ts(get_s(&i, "last_update")?)?,
-        }))
+            .map(|i| decision_from_item(&i))
+            .transpose()
+    }
+
+    async fn get_decisions(
+        &self,
+        tenant: &str,
+        alert_ids: &[String],
+    ) -> anyhow::Result<HashMap<String, StoredDecision>> {
+        let mut seen = std::collections::HashSet::new();
+        let keys: Vec<Item> = alert_ids
+            .iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .map(|id| {
+                HashMap::from([
+                    ("pk".to_string(), pk(tenant)),
+                    ("sk".to_string(), s(format!("DECISION#{id}"))),
+                ])
+            })
+            .collect();
+        let mut out = HashMap::new();
+        for i in self.get_many(keys).await? {
+            out.insert(get_s(&i, "alert_id")?.to_string(), decision_from_item(&i)?);
+        }
+        Ok(out)
+    }
+
+    async fn put_decisions(
+        &self,
+        tenant: &str,
+        decisions: &[NewDecision],
+    ) -> anyhow::Result<Vec<String>> {
+        use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+        let mut seen = std::collections::HashSet::new();
+        if let Some(d) = decisions.iter().find(|d| !seen.insert(d.alert_id.as_str())) {
+            return Err(anyhow!(
+                "put_decisions: alert {:?} twice in one batch (one decision per alert)",
+                d.alert_id
+            ));
+        }
+        let mut lost = Vec::new();
+        for chunk in decisions.chunks(100) {
+            let mut pending: Vec<&NewDecision> = chunk.iter().collect();
+            let mut backoff = std::time::Duration::from_millis(50);
+            let mut stalled = 0;
+            while !pending.is_empty() {
+                let mut items = Vec::with_capacity(pending.len());
+                for n in &pending {
+                    let (expr, names, values) =
+                        self.decision_update(&n.alert_id, n.last_update, &n.decision);
+                    items.push(
+                        TransactWriteItem::builder()
+                            .update(
+                                Update::builder()
+                                    .table_name(&self.table)
+                                    .key("pk", pk(tenant))
+                                    .key("sk", s(format!("DECISION#{}", n.alert_id)))
+                                    .update_expression(expr)
+                                    .condition_expression(BATCH_DECISION_CONDITION)
+                                    .set_expression_attribute_names(Some(names))
+                                    .set_expression_attribute_values(Some(values))
+                                    .build()?,
+                            )
+                            .build(),
+                    );
+                }
+                let r = self
+                    .db
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+                    .await;
+                let err = match r {
+                    Ok(_) => break,
+                    Err(e) => e,
+                };
+                // A cancelled transaction wrote nothing; its reasons say, item by item, which
+                // condition failed (the stored decision won: dropped, the caller is told) and
+                // which only has to be tried again (a conflicting transaction, throttling).
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                let reasons = match &err {
+                    SdkError::ServiceError(se) => match se.err() {
+                        TransactWriteItemsError::TransactionCanceledException(c) => {
+                            Some(c.cancellation_reasons().to_vec())
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let before = pending.len();
+                match reasons.filter(|r| r.len() == before) {
+                    Some(reasons) => {
+                        let mut keep = Vec::with_capacity(before);
+                        for (n, reason) in pending.into_iter().zip(&reasons) {
+                            match reason.code() {
+                                Some("ConditionalCheckFailed") => lost.push(n.alert_id.clone()),
+                                _ => keep.push(n),
+                            }
+                        }
+                        pending = keep;
+                    }
+                    // Tried again as a whole: its conditions pass for what it may already have
+                    // written, so a repeat is harmless.
+                    None if transient(&err) => {}
+                    None => return Err(sdk("TransactWriteItems decisions", err)),
+                }
+                if pending.len() == before {
+                    stalled += 1;
+                    if stalled > 10 {
+                        return Err(sdk("TransactWriteItems decisions (10 retries)", err));
+                    }
+                    // Jittered: concurrent fetches that conflicted do not all come back at once.
+                    let jitter = rand::random_range(0..=backoff.as_millis() as u64 / 2);
+                    tokio::time::sleep(backoff + std::time::Duration::from_millis(jitter)).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+        Ok(lost)
     }
 
     async fn put_decision(
@@ -752,35 +984,20 @@ impl Store for DynamoStore {
         last_update: DateTime<Utc>,
         d: &Decision,
     ) -> anyhow::Result<()> {
-        let rank = (d.kind as u8).to_string();
-        let mut req = self
+        let (expr, names, values) = self.decision_update(alert_id, last_update, d);
+        let r = self
             .db
             .update_item()
             .table_name(&self.table)
             .key("pk", pk(tenant))
             .key("sk", s(format!("DECISION#{alert_id}")))
-            .update_expression("SET #kind = :k, #rank = :r, #reason = :reason, #lu = :lu, #alert = :a, #ttl = :ttl")
-            // Same rule as the SQLite store: a higher rank wins; equal rank, the newer version.
-            .condition_expression("attribute_not_exists(#rank) OR #rank < :r OR (#rank = :r AND #lu <= :lu)")
-            .expression_attribute_names("#kind", "kind")
-            .expression_attribute_names("#rank", "rank")
-            .expression_attribute_names("#reason", "reason")
-            .expression_attribute_names("#lu", "last_update")
-            .expression_attribute_names("#alert", "alert_id")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":k", s(d.kind.as_str()))
-            .expression_attribute_values(":r", AttributeValue::N(rank))
-            .expression_attribute_values(":reason", s(&d.reason))
-            .expression_attribute_values(":lu", s(ts(last_update)))
-            .expression_attribute_values(":a", s(alert_id))
-            .expression_attribute_values(":ttl", self.ttl());
-        if let Some(p) = d.product {
-            req = req
-                .update_expression("SET #kind = :k, #rank = :r, #reason = :reason, #lu = :lu, #alert = :a, #ttl = :ttl, #product = :p")
-                .expression_attribute_names("#product", "product")
-                .expression_attribute_values(":p", s(p.as_str()));
-        }
-        match req.send().await {
+            .update_expression(expr)
+            .condition_expression(DECISION_CONDITION)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match r {
             Ok(_) => Ok(()),
             Err(e) if is_conditional::<UpdateItemError>(&e) => Ok(()),
             Err(e) => Err(sdk("UpdateItem decision", e)),
@@ -1168,8 +1385,9 @@ impl Store for DynamoStore {
                 let p = get_s(i, "product")?;
                 let product =
                     Product::parse(p).ok_or_else(|| anyhow!("stored alert {id}: product {p:?}"))?;
-                let v: serde_json::Value = serde_json::from_slice(&self.body_of(i).await?)?;
-                let alert = Alert::from_value(v).map_err(|e| anyhow!("stored alert {id}: {e}"))?;
+                let body = self.body_of(i).await?;
+                let alert = Alert::from_json_str(std::str::from_utf8(&body)?)
+                    .map_err(|e| anyhow!("stored alert {id}: {e}"))?;
                 f(product, alert)?;
             }
         }

@@ -30,6 +30,8 @@ pub mod mdo;
 pub mod opsramp;
 pub mod report_archive;
 #[cfg(feature = "aws")]
+pub mod request_count;
+#[cfg(feature = "aws")]
 pub mod secrets;
 #[cfg(feature = "embedded")]
 pub mod sqlite;

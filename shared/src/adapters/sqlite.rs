@@ -3,6 +3,7 @@
 //! are tables with SQS's semantics (visibility timeout, receive count, dead-letter table),
 //! so the steps see the same at-least-once delivery they get on AWS.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,8 +19,8 @@ use crate::domain::severity::Severity;
 use crate::domain::tenant::{Tenant, TenantFile};
 use crate::messages::{AlertRef, QueueName};
 use crate::ports::{
-    ActionRecord, AppliedVersion, IncidentRecord, IncidentSummary, OnceState, Queue, Received,
-    Store, StoredDecision,
+    ActionRecord, AppliedVersion, IncidentRecord, IncidentSummary, NewDecision, OnceState, Queue,
+    Received, Store, StoredDecision,
 };
 
 const SCHEMA: &str = r#"
@@ -30,7 +31,6 @@ CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, config TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS alert_versions (
   tenant TEXT NOT NULL, alert_id TEXT NOT NULL, last_update TEXT NOT NULL,
   product TEXT NOT NULL, body TEXT NOT NULL, stored_at TEXT NOT NULL,
-  queued INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (tenant, alert_id, last_update));
 CREATE TABLE IF NOT EXISTS malformed (
   tenant TEXT NOT NULL, product TEXT NOT NULL, raw TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
@@ -70,6 +70,48 @@ CREATE TABLE IF NOT EXISTS dlq (
 "#;
 
 pub use super::ts;
+
+const INSERT_VERSION: &str = "INSERT OR IGNORE INTO alert_versions (tenant, alert_id, last_update, product, body, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Records a decision unless the stored one wins: kept is the decision of the newest
+/// version, unless an older version's ranks higher (classification never lowers, but
+/// versions may be processed out of order, and writers may race). The condition is in the
+/// statement, so it holds for two processes sharing the file; no row changes when it fails.
+macro_rules! rank {
+    ($kind:literal) => {
+        concat!(
+            "(CASE ",
+            $kind,
+            " WHEN 'incident' THEN 2 WHEN 'monitored' THEN 1 WHEN 'out_of_scope' THEN 0 ELSE -1 END)"
+        )
+    };
+}
+
+const UPSERT_DECISION: &str = concat!(
+    "INSERT INTO decisions (tenant, alert_id, kind, product, reason, last_update) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ",
+    "ON CONFLICT(tenant, alert_id) DO UPDATE SET kind = excluded.kind, product = excluded.product, ",
+    "reason = excluded.reason, last_update = excluded.last_update WHERE ",
+    rank!("excluded.kind"),
+    " > ",
+    rank!("decisions.kind"),
+    " OR (",
+    rank!("excluded.kind"),
+    " = ",
+    rank!("decisions.kind"),
+    " AND excluded.last_update >= decisions.last_update)"
+);
+
+/// The fetch's batched records ([`Store::put_decisions`]): no row changes when the stored
+/// decision is of a higher kind or for a newer version, whatever its kind.
+const UPSERT_DECISION_BATCH: &str = concat!(
+    "INSERT INTO decisions (tenant, alert_id, kind, product, reason, last_update) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ",
+    "ON CONFLICT(tenant, alert_id) DO UPDATE SET kind = excluded.kind, product = excluded.product, ",
+    "reason = excluded.reason, last_update = excluded.last_update WHERE ",
+    rank!("excluded.kind"),
+    " >= ",
+    rank!("decisions.kind"),
+    " AND excluded.last_update >= decisions.last_update"
+);
 
 fn parse_ts(s: &str) -> anyhow::Result<DateTime<Utc>> {
     Ok(DateTime::parse_from_rfc3339(s)
@@ -276,30 +318,41 @@ impl Store for SqliteStore {
         let body = alert.raw.to_string();
         self.with(|c| {
             c.execute(
-                "INSERT OR IGNORE INTO alert_versions (tenant, alert_id, last_update, product, body, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![tenant, alert.id, ts(alert.last_update), product.as_str(), body, ts(Utc::now())],
-            )?;
-            let queued: i64 = c.query_row(
-                "SELECT queued FROM alert_versions WHERE tenant = ?1 AND alert_id = ?2 AND last_update = ?3",
-                params![tenant, alert.id, ts(alert.last_update)],
-                |r| r.get(0),
-            )?;
-            Ok(queued == 0)
+                INSERT_VERSION,
+                params![
+                    tenant,
+                    alert.id,
+                    ts(alert.last_update),
+                    product.as_str(),
+                    body,
+                    ts(Utc::now())
+                ],
+            )
+            .map(|n| n == 1)
         })
     }
 
-    async fn mark_queued(
+    async fn put_alert_versions(
         &self,
         tenant: &str,
-        alert_id: &str,
-        last_update: DateTime<Utc>,
+        product: Product,
+        alerts: &[&Alert],
     ) -> anyhow::Result<()> {
+        // Serialised before the lock: the transaction holds the connection only for SQL.
+        let rows: Vec<(&str, String, String)> = alerts
+            .iter()
+            .map(|a| (a.id.as_str(), ts(a.last_update), a.raw.to_string()))
+            .collect();
+        let now = ts(Utc::now());
         self.with(|c| {
-            c.execute(
-                "UPDATE alert_versions SET queued = 1 WHERE tenant = ?1 AND alert_id = ?2 AND last_update = ?3",
-                params![tenant, alert_id, ts(last_update)],
-            )
-            .map(|_| ())
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(INSERT_VERSION)?;
+                for (id, lu, body) in &rows {
+                    st.execute(params![tenant, id, lu, product.as_str(), body, now])?;
+                }
+            }
+            tx.commit()
         })
     }
 
@@ -318,8 +371,8 @@ impl Store for SqliteStore {
             .optional()
         })?;
         body.map(|b| {
-            let v: serde_json::Value = serde_json::from_str(&b)?;
-            Alert::from_value(v).map_err(|e| anyhow!("stored alert {alert_id}: {e}"))
+            // One pass over the text, no `Value` tree (BENCHMARKS.md, classification).
+            Alert::from_json_str(&b).map_err(|e| anyhow!("stored alert {alert_id}: {e}"))
         })
         .transpose()
     }
@@ -398,6 +451,40 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn get_decisions(
+        &self,
+        tenant: &str,
+        alert_ids: &[String],
+    ) -> anyhow::Result<HashMap<String, StoredDecision>> {
+        if alert_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // One statement for the whole page, the ids as one JSON array parameter.
+        let ids = serde_json::to_string(alert_ids)?;
+        let rows: Vec<(String, String, Option<String>, String, String)> = self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT alert_id, kind, product, reason, last_update FROM decisions
+                 WHERE tenant = ?1 AND alert_id IN (SELECT value FROM json_each(?2))",
+            )?;
+            let rows = st.query_map(params![tenant, ids], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(id, k, p, reason, lu)| {
+                let d = StoredDecision {
+                    kind: DecisionKind::parse(&k)
+                        .ok_or_else(|| anyhow!("stored decision {k:?} unknown"))?,
+                    product: p.as_deref().and_then(Product::parse),
+                    reason,
+                    last_update: parse_ts(&lu)?,
+                };
+                Ok((id, d))
+            })
+            .collect()
+    }
+
     async fn put_decision(
         &self,
         tenant: &str,
@@ -405,31 +492,56 @@ impl Store for SqliteStore {
         last_update: DateTime<Utc>,
         d: &Decision,
     ) -> anyhow::Result<()> {
-        // Kept: the decision of the newest version, unless an older version's decision ranks
-        // higher (classification never lowers, but versions may be processed out of order).
-        let rank = |k: &str| DecisionKind::parse(k).map(|k| k as i64).unwrap_or(-1);
-        let new_rank = d.kind as i64;
+        self.with(|c| {
+            c.execute(
+                UPSERT_DECISION,
+                params![
+                    tenant,
+                    alert_id,
+                    d.kind.as_str(),
+                    product_str(d.product),
+                    d.reason,
+                    ts(last_update)
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn put_decisions(
+        &self,
+        tenant: &str,
+        decisions: &[NewDecision],
+    ) -> anyhow::Result<Vec<String>> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(d) = decisions.iter().find(|d| !seen.insert(d.alert_id.as_str())) {
+            return Err(anyhow!(
+                "put_decisions: alert {:?} twice in one batch (one decision per alert)",
+                d.alert_id
+            ));
+        }
         self.with(|c| {
             let tx = c.transaction()?;
-            let cur: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT kind, last_update FROM decisions WHERE tenant = ?1 AND alert_id = ?2",
-                    params![tenant, alert_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let write = match &cur {
-                None => true,
-                Some((k, lu)) => new_rank > rank(k) || (new_rank == rank(k) && ts(last_update) >= *lu),
-            };
-            if write {
-                tx.execute(
-                    "INSERT INTO decisions (tenant, alert_id, kind, product, reason, last_update) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT(tenant, alert_id) DO UPDATE SET kind = excluded.kind, product = excluded.product, reason = excluded.reason, last_update = excluded.last_update",
-                    params![tenant, alert_id, d.kind.as_str(), product_str(d.product), d.reason, ts(last_update)],
-                )?;
+            let mut lost = Vec::new();
+            {
+                let mut st = tx.prepare_cached(UPSERT_DECISION_BATCH)?;
+                for n in decisions {
+                    let d = &n.decision;
+                    let changed = st.execute(params![
+                        tenant,
+                        n.alert_id,
+                        d.kind.as_str(),
+                        product_str(d.product),
+                        d.reason,
+                        ts(n.last_update)
+                    ])?;
+                    if changed == 0 {
+                        lost.push(n.alert_id.clone());
+                    }
+                }
             }
-            tx.commit()
+            tx.commit()?;
+            Ok(lost)
         })
     }
 
@@ -749,9 +861,8 @@ impl Store for SqliteStore {
                 let step = (|| -> anyhow::Result<()> {
                     let product = Product::parse(&p)
                         .ok_or_else(|| anyhow!("stored alert {id}: product {p:?}"))?;
-                    let v: serde_json::Value = serde_json::from_str(&body)?;
-                    let alert =
-                        Alert::from_value(v).map_err(|e| anyhow!("stored alert {id}: {e}"))?;
+                    let alert = Alert::from_json_str(&body)
+                        .map_err(|e| anyhow!("stored alert {id}: {e}"))?;
                     f(product, alert)
                 })();
                 if step.is_err() {

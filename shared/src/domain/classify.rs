@@ -1,6 +1,8 @@
 //! (tenant, alert) → one decision with a reason. Pure: the same inputs always give the same
 //! decision, so a rerun or a second delivery cannot change what was decided.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use super::alert::{Alert, Product};
@@ -118,16 +120,14 @@ fn classify_version(tenant: &Tenant, alert: &Alert) -> Decision {
     }
     let p = Some(product);
     let (severity, sev_note) = match alert.severity() {
-        Some(s) => (s, String::new()),
+        Some(s) => (s, SevNote(None)),
         None => (
             Severity::High,
-            format!(
-                "（重大度「{}」を判読できないため「高」として扱う）",
-                alert.fields.severity.as_deref().unwrap_or("なし")
-            ),
+            SevNote(Some(alert.fields.severity.as_deref().unwrap_or("なし"))),
         ),
     };
-    let threshold = |min: Severity, what: &str| -> Decision {
+    // One allocation per decision: the reason, written in one go.
+    let threshold = |min: Severity, what: fmt::Arguments<'_>| -> Decision {
         if severity >= min {
             decision(
                 Incident,
@@ -155,31 +155,31 @@ fn classify_version(tenant: &Tenant, alert: &Alert) -> Decision {
             let Some(c) = &tenant.mde else {
                 return decision(OutOfScope, p, "MDE の監視基準が未設定のため対象外".into());
             };
-            let groups: Vec<&str> = alert
+            let groups = alert
                 .evidence()
                 .filter(|e| e.kind() == "deviceEvidence")
-                .filter_map(|e| e.str("rbacGroupName"))
-                .collect();
+                .filter_map(|e| e.str("rbacGroupName"));
             let scope = if c.all_groups {
-                "全デバイスグループが監視対象".to_string()
-            } else if groups.is_empty() {
-                "デバイスグループ不明のため監視対象として扱う".to_string()
-            } else if let Some(g) = groups
-                .iter()
-                .find(|g| c.device_groups.contains(&g.trim().to_lowercase()))
-            {
-                format!("デバイスグループ「{g}」は監視対象")
+                Scope::AllGroups
+            } else if let Some(g) = groups.clone().find(|g| {
+                c.device_groups
+                    .iter()
+                    .any(|watched| lowercases_to(g.trim(), watched))
+            }) {
+                Scope::Group(g)
+            } else if groups.clone().next().is_none() {
+                Scope::UnknownGroup
             } else {
                 return decision(
                     OutOfScope,
                     p,
                     format!(
                         "デバイスグループ（{}）が監視対象のグループに含まれないため対象外",
-                        groups.join("、")
+                        groups.collect::<Vec<_>>().join("、")
                     ),
                 );
             };
-            threshold(c.incident_min_severity, &format!("{scope}、重大度 "))
+            threshold(c.incident_min_severity, format_args!("{scope}、重大度 "))
         }
         Product::Mdo | Product::Mda => {
             let policies: &[Policy] = match product {
@@ -188,22 +188,23 @@ fn classify_version(tenant: &Tenant, alert: &Alert) -> Decision {
             };
             if product == Product::Mda {
                 if let Some(m) = &tenant.mda {
-                    let apps: Vec<&str> = alert
+                    let apps = alert
                         .evidence()
                         .filter(|e| e.kind() == "cloudApplicationEvidence")
-                        .filter_map(|e| e.str("displayName"))
-                        .collect();
-                    if !apps.is_empty()
-                        && !apps
-                            .iter()
-                            .any(|a| m.apps.contains(&a.trim().to_lowercase()))
+                        .filter_map(|e| e.str("displayName"));
+                    if apps.clone().next().is_some()
+                        && !apps.clone().any(|a| {
+                            m.apps
+                                .iter()
+                                .any(|watched| lowercases_to(a.trim(), watched))
+                        })
                     {
                         return decision(
                             OutOfScope,
                             p,
                             format!(
                                 "接続アプリ（{}）が監視対象のアプリ（Office 365 / Microsoft Azure のうち契約分）ではないため対象外",
-                                apps.join("、")
+                                apps.collect::<Vec<_>>().join("、")
                             ),
                         );
                     }
@@ -239,11 +240,11 @@ fn classify_version(tenant: &Tenant, alert: &Alert) -> Decision {
             "MDI のセキュリティアラートはすべてインシデント対象".into(),
         ),
         Product::Idp => match tenant.idp_incident_min {
-            Some(min) => threshold(min, "サインインリスク "),
+            Some(min) => threshold(min, format_args!("サインインリスク ")),
             None => decision(OutOfScope, p, "IdP の監視基準が未設定のため対象外".into()),
         },
         Product::Sentinel => match tenant.sentinel_incident_min {
-            Some(min) => threshold(min, "Sentinel インシデントの重大度 "),
+            Some(min) => threshold(min, format_args!("Sentinel インシデントの重大度 ")),
             None => decision(
                 OutOfScope,
                 p,
@@ -253,26 +254,79 @@ fn classify_version(tenant: &Tenant, alert: &Alert) -> Decision {
     }
 }
 
+/// How an MDE alert's device group was judged, as the reason says it.
+enum Scope<'a> {
+    AllGroups,
+    UnknownGroup,
+    Group(&'a str),
+}
+
+impl fmt::Display for Scope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::AllGroups => f.write_str("全デバイスグループが監視対象"),
+            Scope::UnknownGroup => f.write_str("デバイスグループ不明のため監視対象として扱う"),
+            Scope::Group(g) => write!(f, "デバイスグループ「{g}」は監視対象"),
+        }
+    }
+}
+
+/// The note on an unreadable severity (counted as high), or nothing.
+struct SevNote<'a>(Option<&'a str>);
+
+impl fmt::Display for SevNote<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(s) => write!(f, "（重大度「{s}」を判読できないため「高」として扱う）"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `s.to_lowercase() == lowered`, without allocating (criteria are stored lowercased).
+pub fn lowercases_to(s: &str, lowered: &str) -> bool {
+    if s.is_ascii() {
+        s.len() == lowered.len()
+            && s.bytes()
+                .zip(lowered.bytes())
+                .all(|(a, b)| a.to_ascii_lowercase() == b)
+    } else if s.contains('Σ') {
+        // `str::to_lowercase` maps a word-final capital sigma to ς, not σ: let it decide.
+        s.to_lowercase() == lowered
+    } else {
+        s.chars().flat_map(char::to_lowercase).eq(lowered.chars())
+    }
+}
+
+/// `a.to_lowercase() == b.to_lowercase()`, without allocating.
+pub fn same_lowercase(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else if a.contains('Σ') || b.contains('Σ') {
+        a.to_lowercase() == b.to_lowercase()
+    } else {
+        a.chars()
+            .flat_map(char::to_lowercase)
+            .eq(b.chars().flat_map(char::to_lowercase))
+    }
+}
+
 /// A policy matches by id (alertPolicyId or detectorId) first, then by exact title, since
 /// tenants often know a policy only by the name shown in the portal.
 fn match_policy<'a>(policies: &'a [Policy], alert: &Alert) -> Option<&'a Policy> {
-    let ids: Vec<&str> = [
+    let ids = [
         alert.fields.alert_policy_id.as_deref(),
         alert.fields.detector_id.as_deref(),
     ]
-    .into_iter()
-    .flatten()
-    .map(str::trim)
-    .filter(|s| !s.is_empty())
-    .collect();
+    .map(|id| id.map(str::trim).filter(|s| !s.is_empty()));
     if let Some(p) = policies
         .iter()
-        .find(|p| p.id.as_deref().is_some_and(|id| ids.contains(&id)))
+        .find(|p| p.id.as_deref().is_some_and(|id| ids.contains(&Some(id))))
     {
         return Some(p);
     }
-    let title = alert.fields.title.as_deref()?.trim().to_lowercase();
-    policies.iter().find(|p| p.name.to_lowercase() == title)
+    let title = alert.fields.title.as_deref()?.trim();
+    policies.iter().find(|p| same_lowercase(&p.name, title))
 }
 
 #[cfg(test)]

@@ -13,9 +13,11 @@
 //!
 //! Idempotent: a version already stored is not stored again, and an incident version already
 //! on its ticket is not handed on again, so a second backfill of the same window makes no
-//! ticket and no response. Versions this backfill stored are marked as handed on, so the
-//! regular fetch does not classify them a second time (and ticket old ones the backfill held
-//! back).
+//! ticket and no response. Each version's decision is recorded last, after its ticket
+//! message: that record is what tells the regular fetch the version was handed on (see
+//! `steps::fetch`), so the fetch neither classifies it a second time nor tickets an old one
+//! the backfill held back, and a backfill that stops between the two leaves the version for
+//! the next run (or fetch) to hand on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -356,16 +358,14 @@ async fn handle_item(
         }
     };
     c.alerts += 1;
-    // The fetch's own path: a version is stored once; `true` while it still has to be
-    // handed on (new, or stored by a fetch that failed before queueing it).
-    let unhanded = deps
+    if deps
         .store
         .put_alert_version(&tenant.id, product, &a)
-        .await?;
-    if unhanded {
+        .await?
+    {
         c.new_versions += 1;
     }
-    let decision = super::classify::decide(deps, tenant, &a).await?;
+    let decision = super::classify::judge(deps, tenant, &a).await?;
     if decision.tenant_mismatch {
         c.tenant_mismatch += 1;
     }
@@ -385,12 +385,9 @@ async fn handle_item(
             }
         }
     }
-    // Classified here (and ticketed where due): the regular fetch must not hand it on again.
-    if unhanded {
-        deps.store
-            .mark_queued(&tenant.id, &a.id, a.last_update)
-            .await?;
-    }
+    // Classified here (and ticketed where due): recorded last, so the regular fetch does
+    // not hand it on again.
+    super::classify::record(deps, tenant, &a, &decision).await?;
     Ok(())
 }
 

@@ -1,21 +1,65 @@
-//! Fetch: Graph → store → classify queue, then (and only then) the cursor moves. Each
-//! outcome of the alert source is recorded for ingest health (`health`).
+//! Fetch: Graph → store, each new version classified here → incidents to the ticket queue,
+//! then (and only then) the cursor moves. Each outcome of the alert source is recorded for
+//! ingest health (`health`).
+//!
+//! Classification is a pure function of the tenant (loaded already) and the alert, so it
+//! runs in-line instead of behind a queue: per fetch, one batched read of the alerts'
+//! current decisions, one batched write of the new versions, the ticket messages, one
+//! batched write of the decisions — a handful of round trips for a page of alerts, not six
+//! per version. The classify step and its queue remain for operator reruns.
+//!
+//! **What marks a version as handed on** is its alert's decision: recorded for version V, it
+//! says V (and every earlier version) went through classification and, if an incident, to
+//! the ticket queue. The writes come in this order, each finished before the next starts:
+//!
+//! 1. the new versions (immutable by (id, lastUpdateDateTime): writing one again is harmless);
+//! 2. the ticket messages of the incident versions;
+//! 3. the decisions;
+//! 4. the cursor.
+//!
+//! A decision is recorded only once its versions are stored and its incident versions sent,
+//! so a recorded decision never hides an unsent ticket; and a crash (or a failure) anywhere
+//! leaves every alert whose decision was not recorded yet with versions newer than its
+//! decision, and the cursor where it was. The next fetch reads the same window, finds those
+//! versions, and does them again — the same classification (the same pure function of the
+//! same inputs), the versions written again, the ticket messages sent again (the ticket step
+//! is idempotent: duplicates are harmless, a lost incident is not).
+//!
+//! **Never lowering, with racing writers.** Another fetch of the same tenant × product, a
+//! backfill or a rerun may record a decision for the same alert between this fetch's read
+//! and its write. Decisions are therefore never written blindly: the store checks, at the
+//! moment of writing, that the stored decision is neither of a higher kind nor for a newer
+//! version (`Store::put_decisions`; DynamoDB: conditional updates in transactions, since a
+//! BatchWriteItem cannot carry a condition). A refused decision was computed from a stale
+//! read: its alert is settled at once from the stored winner — this fetch's versions decided
+//! again after it, or the winner's newer version decided again after this fetch's higher
+//! decision — handing on what is an incident now and recording the result, until the store
+//! holds a decision at least as high for this fetch's newest version or a newer one. Nothing
+//! is left for a later fetch, whose window might no longer reach back to it.
+
+use std::collections::BTreeMap;
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Deps;
-use crate::domain::alert::Product;
+use crate::domain::alert::{Alert, Product};
+use crate::domain::classify::{classify, Decision, DecisionKind};
+use crate::domain::tenant::Tenant;
 use crate::messages::{AlertRef, QueueName};
-use crate::ports::FetchedItem;
+use crate::ports::{FetchedItem, NewDecision, StoredDecision};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FetchOutcome {
     pub tenant: String,
     pub product: String,
     pub fetched: usize,
+    /// Versions classified and handed on by this fetch (the others were before).
     pub new_versions: usize,
+    /// Of those, incident versions sent to the ticket step.
+    #[serde(default)]
+    pub incidents: usize,
     pub malformed: usize,
     pub cursor: Option<DateTime<Utc>>,
     /// Set when this fetch ended an outbreak of failures (`health`).
@@ -23,10 +67,8 @@ pub struct FetchOutcome {
     pub health: Option<super::health::HealthEvent>,
 }
 
-/// One tenant × product. Stores every new alert version, hands each on once, records
-/// malformed items with their raw text, and advances the cursor last: a crash anywhere
-/// before that means the next cycle fetches the same window again, and the store's
-/// (id, lastUpdateDateTime) key makes that harmless.
+/// One tenant × product, by tenant id (manual runs, reruns). See the module's notes on
+/// what a crash at any point leaves behind.
 pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Result<FetchOutcome> {
     let tenant = deps
         .store
@@ -39,9 +81,19 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
             "tenant {tenant_id} is disabled (since {at}); `mss tenant enable` resumes it"
         ));
     }
+    run_tenant(deps, &tenant, product).await
+}
+
+/// One tenant × product of a tenant already loaded (as of now).
+async fn run_tenant(
+    deps: &Deps,
+    tenant: &Tenant,
+    product: Product,
+) -> anyhow::Result<FetchOutcome> {
     if !tenant.subscribes(product) {
         return Err(anyhow!(
-            "tenant {tenant_id} does not subscribe to {product}"
+            "tenant {} does not subscribe to {product}",
+            tenant.id
         ));
     }
     let now = deps.clock.now();
@@ -52,10 +104,10 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
     };
     // Ingest health counts only the alert source's failures (Graph, its token); the store's
     // and the queue's are the service's own (the Errors alarm).
-    let items = match deps.alerts.fetch(&tenant, product, since).await {
+    let items = match deps.alerts.fetch(tenant, product, since).await {
         Ok(items) => items,
         Err(e) => {
-            super::health::record_failure(deps, &tenant, product, &e).await;
+            super::health::record_failure(deps, tenant, product, &e).await;
             return Err(e);
         }
     };
@@ -65,20 +117,10 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
         fetched: items.len(),
         ..Default::default()
     };
-    let mut newest: Option<DateTime<Utc>> = None;
-    let mut to_send = Vec::new();
+    let mut alerts: Vec<Box<Alert>> = Vec::with_capacity(items.len());
     for item in items {
         match item {
-            FetchedItem::Alert(a) => {
-                newest = newest.max(Some(a.last_update));
-                if deps
-                    .store
-                    .put_alert_version(&tenant.id, product, &a)
-                    .await?
-                {
-                    to_send.push(AlertRef::new(&tenant.id, &a.id, a.last_update));
-                }
-            }
+            FetchedItem::Alert(a) => alerts.push(a),
             FetchedItem::Malformed { raw, reason } => {
                 tracing::warn!(tenant = %tenant.id, product = %product, reason = ?reason, "malformed alert recorded");
                 deps.store
@@ -88,19 +130,11 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
             }
         }
     }
-    // Enqueue in batches of ten (SQS's SendMessageBatch limit), then mark each version
-    // queued. A crash or a queue failure in between leaves versions stored but unmarked:
-    // the next fetch (whose window still covers them, the cursor not having moved) hands
-    // them on again. Duplicates are harmless downstream; a lost alert is not.
-    for chunk in to_send.chunks(10) {
-        deps.queue.send_batch(QueueName::Classify, chunk).await?;
-        for m in chunk {
-            deps.store
-                .mark_queued(&m.tenant, &m.alert_id, m.last_update)
-                .await?;
-        }
-    }
-    out.new_versions = to_send.len();
+    let newest = alerts.iter().map(|a| a.last_update).max();
+    let refs: Vec<&Alert> = alerts.iter().map(|a| a.as_ref()).collect();
+    let done = ingest(deps, tenant, product, &refs).await?;
+    out.new_versions = done.new_versions;
+    out.incidents = done.incidents;
     // The cursor follows the data (newest lastUpdateDateTime seen), and on a quiet tenant
     // moves to `now − overlap`: anything stamped before that was visible to this query as
     // long as Graph indexes within the overlap, and the next window still reaches back.
@@ -112,9 +146,275 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
     deps.store
         .advance_cursor(&tenant.id, product, target)
         .await?;
-    out.cursor = deps.store.get_cursor(&tenant.id, product).await?;
-    out.health = super::health::record_success(deps, &tenant, product).await;
+    // The cursor only moves forward; what it is now follows without reading it back (a
+    // concurrent fetch may have moved it further, which the next read will show).
+    out.cursor = Some(cursor.map_or(target, |c| c.max(target)));
+    out.health = super::health::record_success(deps, tenant, product).await;
     Ok(out)
+}
+
+/// What [`ingest`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Versions classified and handed on (not handed on before).
+    pub new_versions: usize,
+    /// Incident versions sent to the ticket queue.
+    pub incidents: usize,
+}
+
+/// One alert's versions of this batch, in lastUpdateDateTime order, as decided.
+struct Pending<'a> {
+    versions: Vec<&'a Alert>,
+    /// The decision of each version in `versions`, once made.
+    decided: Vec<Decision>,
+}
+
+/// Stores, classifies and hands on a batch of one tenant × product's alert versions (a
+/// fetch's pages): the store writes and their order are the module's. Versions already
+/// handed on are left alone; a version older than the one its alert's decision names is
+/// stored (so every version Graph served is kept) but not handed on: the ticket already
+/// shows a newer one.
+pub async fn ingest(
+    deps: &Deps,
+    tenant: &Tenant,
+    product: Product,
+    alerts: &[&Alert],
+) -> anyhow::Result<Ingested> {
+    // Each version once, each alert's versions in order.
+    let mut by_alert: BTreeMap<&str, Vec<&Alert>> = BTreeMap::new();
+    for a in alerts {
+        by_alert.entry(a.id.as_str()).or_default().push(a);
+    }
+    if by_alert.is_empty() {
+        return Ok(Ingested::default());
+    }
+    for vs in by_alert.values_mut() {
+        vs.sort_by_key(|a| a.last_update);
+        vs.dedup_by_key(|a| a.last_update);
+    }
+    // 1. What is known: each alert's current decision, in one read.
+    let ids: Vec<String> = by_alert.keys().map(|k| k.to_string()).collect();
+    let known = deps.store.get_decisions(&tenant.id, &ids).await?;
+
+    // 2. Classify what is new, each alert's versions in order from its previous decision.
+    let mut to_store: Vec<&Alert> = Vec::new();
+    let mut pending: BTreeMap<&str, Pending> = BTreeMap::new();
+    for (id, vs) in &by_alert {
+        let prev = known.get(*id);
+        let handed_on = prev.map(|d| d.last_update);
+        let mut new = Vec::new();
+        for v in vs {
+            match handed_on {
+                Some(at) if v.last_update < at => to_store.push(v),
+                Some(at) if v.last_update == at => {}
+                _ => new.push(*v),
+            }
+        }
+        if new.is_empty() {
+            continue;
+        }
+        to_store.extend(new.iter().copied());
+        let decided = decide_chain(tenant, &new, prev);
+        pending.insert(
+            id,
+            Pending {
+                versions: new,
+                decided,
+            },
+        );
+    }
+    let mut done = Ingested::default();
+    if to_store.is_empty() {
+        return Ok(done);
+    }
+
+    // 3. The versions, then the incidents to the ticket queue, then the decisions.
+    deps.store
+        .put_alert_versions(&tenant.id, product, &to_store)
+        .await?;
+    let tickets: Vec<AlertRef> = pending
+        .values()
+        .flat_map(|p| p.versions.iter().zip(&p.decided))
+        .filter(|(_, d)| handed_to_ticket(d))
+        .map(|(v, _)| AlertRef::new(&tenant.id, &v.id, v.last_update))
+        .collect();
+    send_tickets(deps, &tickets).await?;
+    let records: BTreeMap<&str, NewDecision> = pending
+        .iter()
+        .filter_map(|(id, p)| Some((*id, record_of(id, p, known.get(*id))?)))
+        .collect();
+    let batch: Vec<NewDecision> = records.values().cloned().collect();
+    let lost = if batch.is_empty() {
+        Vec::new()
+    } else {
+        deps.store.put_decisions(&tenant.id, &batch).await?
+    };
+    done.new_versions = pending.values().map(|p| p.versions.len()).sum();
+    done.incidents = tickets.len();
+
+    // A record refused because a concurrent writer's is higher or newer: settled now.
+    for id in lost {
+        let (Some(p), Some(mine)) = (pending.get(id.as_str()), records.get(id.as_str())) else {
+            return Err(anyhow!(
+                "the store refused a decision it was not given: {id:?}"
+            ));
+        };
+        done.incidents += settle(deps, tenant, &p.versions, mine).await?;
+    }
+    Ok(done)
+}
+
+fn handed_to_ticket(d: &Decision) -> bool {
+    d.kind == DecisionKind::Incident && !d.tenant_mismatch
+}
+
+/// Decides `versions` (one alert's, in order) from the alert's previous decision, each
+/// version from the one before it, never below what was recorded before.
+fn decide_chain(
+    tenant: &Tenant,
+    versions: &[&Alert],
+    prev: Option<&StoredDecision>,
+) -> Vec<Decision> {
+    let mut kind = prev.map(|d| d.kind);
+    let mut out = Vec::with_capacity(versions.len());
+    for v in versions {
+        let d = classify(tenant, v, kind);
+        if d.tenant_mismatch {
+            tracing::error!(
+                tenant = %tenant.id, alert_id = ?v.id, alert_tenant = ?v.fields.tenant_id,
+                "alert claims another Azure tenant; not ticketed — check the tenant's app registration"
+            );
+        }
+        tracing::debug!(tenant = %tenant.id, alert_id = ?v.id, decision = d.kind.as_str(), "classified");
+        kind = kind.max(Some(d.kind));
+        out.push(d);
+    }
+    out
+}
+
+/// The record that says an alert's versions of this batch were handed on: its newest
+/// version's decision, at that version — or, where that decision ranks below what was
+/// recorded before (a version claiming another tenant is decided out of scope whatever came
+/// before it), the higher earlier decision, moved to that version: the record keeps the
+/// highest kind, and still marks the version as handed on.
+fn record_of(id: &str, p: &Pending, prev: Option<&StoredDecision>) -> Option<NewDecision> {
+    let mut best: Option<Decision> = prev.map(|d| Decision {
+        kind: d.kind,
+        product: d.product,
+        reason: d.reason.clone(),
+        tenant_mismatch: false,
+    });
+    for d in &p.decided {
+        if best.as_ref().is_none_or(|b| d.kind >= b.kind) {
+            best = Some(d.clone());
+        }
+    }
+    Some(NewDecision {
+        alert_id: id.to_string(),
+        last_update: p.versions.last()?.last_update,
+        decision: best?,
+    })
+}
+
+/// Ticket messages, ten per request (SQS's SendMessageBatch limit).
+async fn send_tickets(deps: &Deps, tickets: &[AlertRef]) -> anyhow::Result<()> {
+    for chunk in tickets.chunks(10) {
+        deps.queue.send_batch(QueueName::Ticket, chunk).await?;
+    }
+    Ok(())
+}
+
+/// The slow path, after the store refused `mine` (the record of this batch's `versions` of
+/// one alert) because a concurrent writer recorded a higher kind or a newer version. Either
+/// that writer decided a newer version without knowing this batch's higher decision — the
+/// newer version is decided again after `mine` — or this batch decided from a stale previous
+/// decision — its versions after the stored one are decided again from it. What is an
+/// incident now is handed on, and the result recorded, until the store takes it or already
+/// holds at least as much. Incident versions sent.
+async fn settle(
+    deps: &Deps,
+    tenant: &Tenant,
+    versions: &[&Alert],
+    mine: &NewDecision,
+) -> anyhow::Result<usize> {
+    let id = mine.alert_id.as_str();
+    let mut sent = 0;
+    for _ in 0..5 {
+        let stored = deps.store.get_decision(&tenant.id, id).await?;
+        tracing::info!(tenant = %tenant.id, alert_id = ?id, "decision refused (a concurrent writer's won); deciding again");
+        // The stored record is for a version at least as new as this batch's, decided lower:
+        // that version, decided again after this batch's decision.
+        let newer: Option<Alert> = match &stored {
+            Some(d) if d.last_update >= mine.last_update => {
+                if d.kind >= mine.decision.kind {
+                    return Ok(sent);
+                }
+                Some(
+                    deps.store
+                        .get_alert_version(&tenant.id, id, d.last_update)
+                        .await?
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "alert {id:?} version {} is decided but not stored",
+                                d.last_update
+                            )
+                        })?,
+                )
+            }
+            _ => None,
+        };
+        let (todo, prev): (Vec<&Alert>, Option<StoredDecision>) = match &newer {
+            Some(v) => (
+                vec![v],
+                Some(StoredDecision {
+                    kind: mine.decision.kind,
+                    product: mine.decision.product,
+                    reason: mine.decision.reason.clone(),
+                    last_update: mine.last_update,
+                }),
+            ),
+            None => (
+                versions
+                    .iter()
+                    .copied()
+                    .filter(|v| {
+                        stored
+                            .as_ref()
+                            .is_none_or(|d| v.last_update > d.last_update)
+                    })
+                    .collect(),
+                stored.clone(),
+            ),
+        };
+        let p = Pending {
+            decided: decide_chain(tenant, &todo, prev.as_ref()),
+            versions: todo,
+        };
+        let tickets: Vec<AlertRef> = p
+            .versions
+            .iter()
+            .zip(&p.decided)
+            .filter(|(_, d)| handed_to_ticket(d))
+            .map(|(v, _)| AlertRef::new(&tenant.id, &v.id, v.last_update))
+            .collect();
+        send_tickets(deps, &tickets).await?;
+        sent += tickets.len();
+        let Some(rec) = record_of(id, &p, prev.as_ref()) else {
+            return Ok(sent);
+        };
+        if deps
+            .store
+            .put_decisions(&tenant.id, std::slice::from_ref(&rec))
+            .await?
+            .is_empty()
+        {
+            return Ok(sent);
+        }
+    }
+    Err(anyhow!(
+        "alert {id:?} of {}: its decision kept losing to concurrent writers; the next fetch tries again",
+        tenant.id
+    ))
 }
 
 /// Every subscribed product of every tenant. One failing tenant×product does not stop the
@@ -130,7 +430,7 @@ pub async fn run_all(
         .await?
         .into_iter()
         .filter(|t| t.disabled_at().is_none())
-        .map(|t| t.at(now))
+        .map(|t| std::sync::Arc::new(t.at(now)))
         .collect();
     // Bounded: Graph allows 150 requests/min per tenant, but the process's sockets, the
     // store's write capacity and Lambda's memory do not scale with the tenant count.
@@ -141,13 +441,14 @@ pub async fn run_all(
     for t in tenants {
         for p in t.products.clone() {
             let d = deps.clone();
-            let id = t.id.clone();
+            let t = t.clone();
             let limit = limit.clone();
             set.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                run(&d, &id, p)
+                // The tenant as listed: no second read of what this run has in hand.
+                run_tenant(&d, &t, p)
                     .await
-                    .map_err(|e| (id.clone(), p.to_string(), format!("{e:#}")))
+                    .map_err(|e| (t.id.clone(), p.to_string(), format!("{e:#}")))
             });
         }
     }

@@ -188,8 +188,8 @@ pub async fn run(deps: &Deps, req: &RerunRequest) -> anyhow::Result<RerunOutcome
                 let o = super::fetch::run(deps, &tenant.id, p).await?;
                 out.fetched_new += o.new_versions;
             }
-            // The fetch queued what was new; the alerts named are classified again from
-            // their newest stored version either way.
+            // The fetch classified and handed on what was new; the alerts named are
+            // classified again from their newest stored version either way.
             let fresh = resolve(deps, &tenant.id, &req.target).await?;
             let refs: Vec<AlertRef> = fresh
                 .iter()
