@@ -488,16 +488,30 @@ fn emulator(given: &Option<String>) -> anyhow::Result<String> {
     Ok(endpoint)
 }
 
-async fn run_aws(a: &CallsArgs, p: &Plan) -> anyhow::Result<Value> {
-    let endpoint = emulator(&a.endpoint_url)?;
+/// A fresh table, queues and bucket on the emulator, with a store and queue whose every
+/// request `counter` counts.
+struct CountedAws {
+    prov: shared::lambda::Provisioned,
+    /// Not counted: for looking at queue depths without adding to the figures.
+    peek: aws_sdk_sqs::Client,
+    sqs: aws_sdk_sqs::Client,
+    store: Arc<shared::adapters::dynamodb::DynamoStore>,
+    queue: Arc<shared::adapters::sqs::SqsQueue>,
+}
+
+async fn counted_aws(
+    given: &Option<String>,
+    kind: &str,
+    counter: &RequestCounter,
+) -> anyhow::Result<CountedAws> {
+    let endpoint = emulator(given)?;
     let name = format!(
-        "mss-bench-{}-{}",
+        "mss-{kind}-{}-{}",
         std::process::id(),
         Utc::now().timestamp_millis()
     );
     let prov = shared::lambda::provision_emulator(&endpoint, &name).await?;
     let sdk = shared::adapters::aws::sdk_config(Some(&endpoint)).await;
-    let counter = RequestCounter::new();
     let sqs = counter.sqs(&sdk);
     let store = Arc::new(shared::adapters::dynamodb::DynamoStore::new(
         counter.dynamodb(&sdk),
@@ -508,7 +522,24 @@ async fn run_aws(a: &CallsArgs, p: &Plan) -> anyhow::Result<Value> {
         sqs.clone(),
         prov.queues.clone(),
     ));
-    let peek = shared::adapters::sqs::sqs_client(&sdk);
+    Ok(CountedAws {
+        prov,
+        peek: shared::adapters::sqs::sqs_client(&sdk),
+        sqs,
+        store,
+        queue,
+    })
+}
+
+async fn run_aws(a: &CallsArgs, p: &Plan) -> anyhow::Result<Value> {
+    let counter = RequestCounter::new();
+    let CountedAws {
+        prov,
+        peek,
+        sqs,
+        store,
+        queue,
+    } = counted_aws(&a.endpoint_url, "bench", &counter).await?;
     let r = rig(p).await?;
     let deps = Deps {
         store: store.clone(),
@@ -781,24 +812,8 @@ pub async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let counter = RequestCounter::new();
     let (store, queue): (Arc<dyn shared::ports::Store>, Arc<dyn Queue>) = if a.backend == "aws" {
-        let endpoint = emulator(&a.endpoint_url)?;
-        let name = format!(
-            "mss-scale-{}-{}",
-            std::process::id(),
-            Utc::now().timestamp_millis()
-        );
-        let prov = shared::lambda::provision_emulator(&endpoint, &name).await?;
-        let sdk = shared::adapters::aws::sdk_config(Some(&endpoint)).await;
-        let store = Arc::new(shared::adapters::dynamodb::DynamoStore::new(
-            counter.dynamodb(&sdk),
-            &prov.table,
-            Some((counter.s3(&sdk, true), prov.bucket.clone())),
-        ));
-        let queue = Arc::new(shared::adapters::sqs::SqsQueue::new(
-            counter.sqs(&sdk),
-            prov.queues.clone(),
-        ));
-        (store, queue)
+        let aws = counted_aws(&a.endpoint_url, "scale", &counter).await?;
+        (aws.store, aws.queue)
     } else {
         let s = Arc::new(
             shared::adapters::sqlite::SqliteStore::open(&tmp.path().join("mss.sqlite"))?
