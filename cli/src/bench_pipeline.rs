@@ -51,6 +51,10 @@ pub struct PipelineArgs {
     /// One JSON object instead of the lines.
     #[arg(long)]
     pub json: bool,
+    /// Stop after fetch → classify → store: the ticket queue is left as it is (for
+    /// profiling the ingest alone, and for repeating it quickly).
+    #[arg(long)]
+    pub ingest_only: bool,
 }
 
 /// Kills the simulator however the bench ends.
@@ -246,7 +250,11 @@ pub async fn run(a: PipelineArgs) -> anyhow::Result<()> {
         }
     }
     let t1 = Instant::now();
-    let (classified, ticketed, failed) = drain(&deps).await?;
+    let (classified, ticketed, failed) = if a.ingest_only {
+        (0, 0, 0)
+    } else {
+        drain(&deps).await?
+    };
     let drain_s = t1.elapsed().as_secs_f64();
     let total_s = t0.elapsed().as_secs_f64();
 

@@ -61,7 +61,7 @@ use crate::domain::severity::Severity;
 use crate::domain::tenant::Tenant;
 use crate::messages::{AlertRef, QueueName};
 use crate::ports::{
-    ActionRecord, AlertSource, AppliedVersion, DeadLetter, FetchedItem, IncidentRecord,
+    ActionRecord, AlertSource, AppliedVersion, ApplyClaim, DeadLetter, FetchedItem, IncidentRecord,
     IncidentSummary, NewDecision, NewTicket, OnceState, PurgeCounts, Queue, Received, Store,
     StoredDecision, TicketUpdate, Tickets,
 };
@@ -491,6 +491,19 @@ impl AlertSource for ChaosAlerts {
         self.chaos.alive()?;
         r
     }
+
+    async fn fetch_page(
+        &self,
+        tenant: &Tenant,
+        product: Product,
+        since: DateTime<Utc>,
+        next: Option<&str>,
+    ) -> anyhow::Result<crate::ports::FetchedPage> {
+        self.chaos.alive()?;
+        let r = self.inner.fetch_page(tenant, product, since, next).await;
+        self.chaos.alive()?;
+        r
+    }
 }
 
 /// The queue port: duplicates, kills after sends and before acks.
@@ -750,10 +763,12 @@ impl Store for ChaosStore {
         key: &str,
         alert_id: &str,
         last_update: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> anyhow::Result<ApplyClaim> {
         self.write()?;
         self.inner
-            .begin_apply(tenant, key, alert_id, last_update)
+            .begin_apply(tenant, key, alert_id, last_update, now, lease)
             .await
     }
     async fn finish_apply(

@@ -12,7 +12,7 @@ use crate::domain::classify::{Decision, DecisionKind};
 use crate::domain::severity::Severity;
 use crate::domain::tenant::Tenant;
 use crate::messages::{AlertRef, QueueName};
-use crate::ports::{IncidentRecord, NewDecision, Queue, Store};
+use crate::ports::{ApplyClaim, IncidentRecord, NewDecision, Queue, Store};
 
 fn t0() -> DateTime<Utc> {
     "2026-11-02T00:00:00Z".parse().expect("fixed time")
@@ -747,6 +747,19 @@ fn intent(tenant: &str, key: &str, alert: &str) -> IncidentRecord {
     }
 }
 
+/// `begin_apply` with a 30 s lease.
+async fn claim(
+    s: &dyn Store,
+    t: &str,
+    key: &str,
+    id: &str,
+    v: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> ApplyClaim {
+    let lease = std::time::Duration::from_secs(30);
+    s.begin_apply(t, key, id, v, now, lease).await.unwrap()
+}
+
 async fn incidents(s: &dyn Store, ns: &str) {
     let t = format!("{ns}-a");
     assert!(s.get_incident(&t, "incident:1").await.unwrap().is_none());
@@ -789,22 +802,69 @@ async fn incidents(s: &dyn Store, ns: &str) {
         (Some("INC0000000001"), Severity::High)
     );
 
-    assert!(s.begin_apply(&t, "incident:1", "aa1", t0()).await.unwrap());
-    assert!(
-        !s.begin_apply(&t, "incident:1", "aa1", t0()).await.unwrap(),
-        "apply intent is create-once"
+    let now = t0() + Duration::hours(1);
+    assert_eq!(
+        claim(s, &t, "incident:1", "aa1", t0(), now).await,
+        ApplyClaim::New
     );
-    assert!(s
-        .begin_apply(&t, "incident:1", "aa2", t0() + Duration::minutes(1))
-        .await
-        .unwrap());
+    assert_eq!(
+        claim(
+            s,
+            &t,
+            "incident:1",
+            "aa1",
+            t0(),
+            now + Duration::seconds(29)
+        )
+        .await,
+        ApplyClaim::Held,
+        "a claim is held for its lease"
+    );
+    assert_eq!(
+        claim(
+            s,
+            &t,
+            "incident:1",
+            "aa1",
+            t0(),
+            now + Duration::seconds(31)
+        )
+        .await,
+        ApplyClaim::TakenOver,
+        "an abandoned claim may be taken over"
+    );
+    assert_eq!(
+        claim(
+            s,
+            &t,
+            "incident:1",
+            "aa1",
+            t0(),
+            now + Duration::seconds(32)
+        )
+        .await,
+        ApplyClaim::Held,
+        "taking over renews the lease"
+    );
+    assert_eq!(
+        claim(s, &t, "incident:1", "aa2", t0() + Duration::minutes(1), now).await,
+        ApplyClaim::New
+    );
     // A key that is a prefix of another must not see the other's records.
     assert!(s
         .create_incident_intent(&intent(&t, "incident:12", "aa3"))
         .await
         .unwrap());
-    assert!(s.begin_apply(&t, "incident:12", "aa3", t0()).await.unwrap());
+    assert_eq!(
+        claim(s, &t, "incident:12", "aa3", t0(), now).await,
+        ApplyClaim::New
+    );
     s.finish_apply(&t, "incident:1", "aa1", t0()).await.unwrap();
+    assert_eq!(
+        claim(s, &t, "incident:1", "aa1", t0(), now + Duration::hours(1)).await,
+        ApplyClaim::Held,
+        "a finished version is never taken over"
+    );
     let v = s.applied_versions(&t, "incident:1").await.unwrap();
     let got: Vec<(&str, bool)> = v.iter().map(|a| (a.alert_id.as_str(), a.done)).collect();
     assert_eq!(got, vec![("aa1", true), ("aa2", false)]);
@@ -838,9 +898,17 @@ async fn races(s: Arc<dyn Store>, ns: &str) {
                 .await
                 .unwrap();
             let b = s
-                .begin_apply(&t, "incident:race", "aa1", t0())
+                .begin_apply(
+                    &t,
+                    "incident:race",
+                    "aa1",
+                    t0(),
+                    t0(),
+                    std::time::Duration::from_secs(30),
+                )
                 .await
-                .unwrap();
+                .unwrap()
+                == ApplyClaim::New;
             let v = alert("aa-race", t0(), "race");
             let c = s.put_alert_version(&t, Product::Mdi, &v).await.unwrap();
             (a, b, c)
@@ -988,9 +1056,16 @@ async fn populate(s: &dyn Store, t: &str, big: bool) {
     s.set_incident_ticket(t, "incident:9", "INC0009")
         .await
         .unwrap();
-    s.begin_apply(t, "incident:9", "pa1", v2.last_update)
-        .await
-        .unwrap();
+    s.begin_apply(
+        t,
+        "incident:9",
+        "pa1",
+        v2.last_update,
+        v2.last_update,
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     s.finish_apply(t, "incident:9", "pa1", v2.last_update)
         .await
         .unwrap();

@@ -189,7 +189,15 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
     if let Some(p) = &env.opsramp_token_path {
         ops.token_path = p.clone();
     }
-    let opsramp_cred = secrets.opsramp().await?;
+    // Read on first use, not here: most invocations of most functions never call OpsRamp,
+    // and this read was most of a cold start (BENCHMARKS.md, artifacts).
+    let opsramp_cred = {
+        let secrets = secrets.clone();
+        crate::adapters::opsramp::SharedCredential::lazy(Arc::new(move || {
+            let secrets = secrets.clone();
+            Box::pin(async move { secrets.opsramp().await })
+        }))
+    };
     // Operator alerts about ingest go to the provider's own OpsRamp client, when set.
     let ingest_health = steps::health::HealthSettings::from_env(&ops, opsramp_cred.clone())?;
     let opsramp = Arc::new(OpsRampClient::new(ops, opsramp_cred)?);

@@ -23,6 +23,13 @@ pub enum FetchedItem {
     Malformed { raw: String, reason: String },
 }
 
+/// One page of an alert listing, and the link to the next (`None`: the last).
+#[derive(Debug, Clone, Default)]
+pub struct FetchedPage {
+    pub items: Vec<FetchedItem>,
+    pub next: Option<String>,
+}
+
 #[async_trait]
 pub trait AlertSource: Send + Sync {
     /// Every alert of `product` whose lastUpdateDateTime ≥ `since`, all pages.
@@ -32,6 +39,26 @@ pub trait AlertSource: Send + Sync {
         product: Product,
         since: DateTime<Utc>,
     ) -> Result<Vec<FetchedItem>>;
+
+    /// One page of what `fetch` returns; `next` is the previous page's link (`None`: the
+    /// first page). The fetch step stores and classifies each page before asking for the
+    /// next, so it holds one page per fetch in flight rather than whole windows. A source
+    /// without pages serves everything as one.
+    async fn fetch_page(
+        &self,
+        tenant: &Tenant,
+        product: Product,
+        since: DateTime<Utc>,
+        next: Option<&str>,
+    ) -> Result<FetchedPage> {
+        match next {
+            None => Ok(FetchedPage {
+                items: self.fetch(tenant, product, since).await?,
+                next: None,
+            }),
+            Some(_) => Err(anyhow::anyhow!("this alert source has no further pages")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +123,20 @@ pub struct AppliedVersion {
     pub alert_id: String,
     pub last_update: DateTime<Utc>,
     pub done: bool,
+}
+
+/// What `Store::begin_apply` found. Posting a note is check-then-act against OpsRamp, so only
+/// one handler at a time may be between claiming a version and finishing it; a claim older
+/// than the lease is a crashed handler's and may be taken over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyClaim {
+    /// No record existed: this caller now holds the version.
+    New,
+    /// A record older than the lease was left unfinished: this caller now holds it, and must
+    /// ask OpsRamp whether the crashed holder's note got there.
+    TakenOver,
+    /// Another caller claimed it within the lease, or finished it.
+    Held,
 }
 
 #[async_trait]
@@ -180,14 +221,16 @@ pub trait Store: Send + Sync {
         severity: Severity,
     ) -> Result<()>;
     async fn applied_versions(&self, tenant: &str, key: &str) -> Result<Vec<AppliedVersion>>;
-    /// Create-once intent for one version; `false` when it already exists.
+    /// Claims one version for applying to the ticket, at `now`; a claim is held for `lease`.
     async fn begin_apply(
         &self,
         tenant: &str,
         key: &str,
         alert_id: &str,
         last_update: DateTime<Utc>,
-    ) -> Result<bool>;
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<ApplyClaim>;
     async fn finish_apply(
         &self,
         tenant: &str,

@@ -113,6 +113,8 @@ impl Tickets for MemTickets {
         Ok(())
     }
     async fn add_response(&self, id: &str, _text: &str, ext: &str) -> anyhow::Result<()> {
+        // A real call takes time: racing deliveries run meanwhile.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         if self
             .refuse_next_response
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -134,6 +136,7 @@ impl Tickets for MemTickets {
         Ok(())
     }
     async fn has_response(&self, id: &str, ext: &str) -> anyhow::Result<bool> {
+        tokio::task::yield_now().await;
         let r = self.responses.lock().unwrap();
         Ok(r.iter().any(|(t, e)| t == id && e == ext))
     }
@@ -457,6 +460,75 @@ async fn a_result_note_refused_after_the_record_is_posted_by_the_next_check() {
     r.run_for(10).await;
     assert_eq!(r.tickets.count("isolate-d1-result"), 1);
     assert_eq!(r.tickets.count("scan-d1-result"), 1);
+}
+
+impl Rig {
+    /// A second alert of incident 501, stored; the first ("ca-1") made the ticket.
+    async fn joining_alert(&self) -> AlertRef {
+        self.incident("ca-1").await;
+        let a = Alert::from_value(json!({"id": "ca-2", "lastUpdateDateTime": self.clock_now().to_rfc3339(),
+            "serviceSource": "microsoftDefenderForEndpoint", "severity": "medium", "title": "Credential theft",
+            "tenantId": AZ, "incidentId": "501", "evidence": []}))
+        .unwrap();
+        self.store
+            .put_alert_version(TENANT, Product::Mde, &a)
+            .await
+            .unwrap();
+        AlertRef::new(TENANT, "ca-2", a.last_update)
+    }
+}
+
+/// Found by CI (the DynamoDB race test, 1 run in ~20): two deliveries of one message both
+/// found the version's note claimed but unfinished, both asked OpsRamp whether the note was
+/// there, and both posted it. A claim is now held for the takeover lease.
+#[tokio::test]
+async fn a_note_another_delivery_is_posting_waits_for_the_lease() {
+    let r = rig(at("2026-11-24T01:00:00Z")).await;
+    let msg = r.joining_alert().await;
+    let note = format!("ca-2@{}", msg.last_update.timestamp_millis());
+    // Another delivery holds the claim, mid-post.
+    let claim = r
+        .store
+        .begin_apply(
+            TENANT,
+            "incident:501",
+            "ca-2",
+            msg.last_update,
+            r.clock_now(),
+            r.deps.settings.intent_takeover,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, shared::ports::ApplyClaim::New);
+    let e = shared::steps::ticket::run(&r.deps, &msg).await.unwrap_err();
+    assert!(format!("{e:#}").contains("will retry"), "{e:#}");
+    assert_eq!(
+        r.tickets.count(&note),
+        0,
+        "no note while another may be posting it"
+    );
+    // The holder died: after the lease, the retry asks OpsRamp, then posts once.
+    r.advance(1).await;
+    shared::steps::ticket::run(&r.deps, &msg).await.unwrap();
+    shared::steps::ticket::run(&r.deps, &msg).await.unwrap();
+    assert_eq!(r.tickets.count(&note), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_deliveries_of_one_message_post_its_note_once() {
+    let r = Arc::new(rig(at("2026-11-24T01:00:00Z")).await);
+    let msg = r.joining_alert().await;
+    let note = format!("ca-2@{}", msg.last_update.timestamp_millis());
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (r, msg) = (r.clone(), msg.clone());
+        set.spawn(async move { shared::steps::ticket::run(&r.deps, &msg).await.is_ok() });
+    }
+    let ok = set.join_all().await.into_iter().filter(|ok| *ok).count();
+    assert!(ok >= 1, "the holder finished");
+    // The losers retry, as SQS redelivers them.
+    shared::steps::ticket::run(&r.deps, &msg).await.unwrap();
+    assert_eq!(r.tickets.count(&note), 1);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use shared::domain::severity::Severity;
 use shared::domain::tenant::Tenant;
 use shared::messages::{AlertRef, QueueName};
 use shared::ports::{
-    ActionRecord, AlertSource, AppliedVersion, DeadLetter, FetchedItem, IncidentRecord,
+    ActionRecord, AlertSource, AppliedVersion, ApplyClaim, DeadLetter, FetchedItem, IncidentRecord,
     IncidentSummary, ManualClock, NewDecision, OnceState, PurgeCounts, Queue, Received, Store,
     StoredDecision, Tickets,
 };
@@ -647,9 +647,11 @@ impl Store for HookStore {
         key: &str,
         alert_id: &str,
         last_update: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> anyhow::Result<ApplyClaim> {
         self.inner
-            .begin_apply(tenant, key, alert_id, last_update)
+            .begin_apply(tenant, key, alert_id, last_update, now, lease)
             .await
     }
     async fn finish_apply(
@@ -730,4 +732,106 @@ impl Store for HookStore {
     async fn purge_tenant(&self, tenant: &str) -> anyhow::Result<PurgeCounts> {
         self.inner.purge_tenant(tenant).await
     }
+}
+
+/// Graph with pages of two: records, as each page is asked for, how many of the window's
+/// versions the store already holds; fails the page numbered `fail_page` once.
+struct PagedSource {
+    alerts: Vec<Value>,
+    store: Arc<SqliteStore>,
+    stored_when_asked: Mutex<Vec<usize>>,
+    fail_page: Mutex<Option<usize>>,
+}
+
+#[async_trait]
+impl AlertSource for PagedSource {
+    async fn fetch(
+        &self,
+        _: &Tenant,
+        _: Product,
+        _: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<FetchedItem>> {
+        anyhow::bail!("the fetch step reads page by page")
+    }
+    async fn fetch_page(
+        &self,
+        _: &Tenant,
+        _: Product,
+        _: DateTime<Utc>,
+        next: Option<&str>,
+    ) -> anyhow::Result<shared::ports::FetchedPage> {
+        let page: usize = next.map_or(0, |n| n.parse().unwrap());
+        let mut stored = 0;
+        for v in &self.alerts {
+            let a = parse(v);
+            if self
+                .store
+                .get_alert_version("t1", &a.id, a.last_update)
+                .await?
+                .is_some()
+            {
+                stored += 1;
+            }
+        }
+        self.stored_when_asked.lock().unwrap().push(stored);
+        if *self.fail_page.lock().unwrap() == Some(page) {
+            *self.fail_page.lock().unwrap() = None;
+            anyhow::bail!("Graph answered HTTP 503 for page {page}");
+        }
+        let items = self
+            .alerts
+            .iter()
+            .skip(page * 2)
+            .take(2)
+            .map(|v| FetchedItem::Alert(Box::new(parse(v))))
+            .collect();
+        let next = (page * 2 + 2 < self.alerts.len()).then(|| (page + 1).to_string());
+        Ok(shared::ports::FetchedPage { items, next })
+    }
+}
+
+/// Issue 11 (pipeline memory): the fetch stores and classifies each page before it asks for
+/// the next, so it holds one page, not its window; a failure part-way keeps the cursor, and
+/// the next fetch hands on only what the first did not.
+#[tokio::test]
+async fn each_page_is_ingested_before_the_next_and_a_failure_part_way_loses_nothing() {
+    let store = new_store().await;
+    let alerts: Vec<Value> = (0..5).map(|i| ours(&format!("pg{i}"), i, "high")).collect();
+    let source = Arc::new(PagedSource {
+        alerts: alerts.clone(),
+        store: store.clone(),
+        stored_when_asked: Mutex::new(Vec::new()),
+        fail_page: Mutex::new(Some(2)),
+    });
+    let deps = Deps {
+        alerts: source.clone(),
+        ..deps(
+            store.clone(),
+            store.clone(),
+            Arc::new(Source(Mutex::new(vec![]))),
+            15,
+        )
+    };
+    let e = fetch::run(&deps, "t1", Product::Mde).await.unwrap_err();
+    assert!(format!("{e:#}").contains("page 2"), "{e:#}");
+    assert_eq!(*source.stored_when_asked.lock().unwrap(), vec![0, 2, 4]);
+    assert_eq!(store.get_cursor("t1", Product::Mde).await.unwrap(), None);
+    assert_eq!(
+        ticket_messages(&store).await.len(),
+        4,
+        "pages 0 and 1 handed on"
+    );
+
+    let out = fetch::run(&deps, "t1", Product::Mde).await.unwrap();
+    assert_eq!((out.fetched, out.new_versions, out.incidents), (5, 1, 1));
+    assert_eq!(
+        ticket_messages(&store).await.len(),
+        1,
+        "only the last page's alert"
+    );
+    // The newest version (minute 4), raised to now − overlap (minute 15 − 10).
+    assert_eq!(
+        store.get_cursor("t1", Product::Mde).await.unwrap(),
+        Some(t0() + Duration::minutes(5))
+    );
 }

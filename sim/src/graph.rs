@@ -343,6 +343,38 @@ fn parse_filter(src: &str) -> Result<Vec<Clause>, String> {
     }
 }
 
+/// An alert's `lastUpdateDateTime`, and when the simulated Graph starts serving it (late
+/// indexing, simulator-only `simVisibleAfterSeconds`: from `lastUpdateDateTime` + that many
+/// seconds on). `None` where the alert has no readable time (served raw, last).
+#[derive(Debug, Clone)]
+pub(crate) struct AlertTimes {
+    id: Option<Box<str>>,
+    service_source: Option<Box<str>>,
+    last_update: Option<DateTime<Utc>>,
+    visible_from: Option<DateTime<Utc>>,
+}
+
+impl AlertTimes {
+    pub(crate) fn of(a: &Value) -> AlertTimes {
+        let lu = parse_time(a.get("lastUpdateDateTime"));
+        let visible_from = lu.map(
+            |lu| match a.get(SIM_VISIBLE_AFTER).and_then(Value::as_f64) {
+                Some(s) if s.is_finite() && s > 0.0 => {
+                    lu + chrono::TimeDelta::milliseconds((s * 1000.0).round() as i64)
+                }
+                _ => lu,
+            },
+        );
+        let text = |k: &str| a.get(k).and_then(Value::as_str).map(Box::from);
+        AlertTimes {
+            id: text("id"),
+            service_source: text("serviceSource"),
+            last_update: lu,
+            visible_from,
+        }
+    }
+}
+
 fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(v?.as_str()?)
         .ok()
@@ -352,7 +384,12 @@ fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
 /// String comparisons are case-sensitive: case handling of enum filters is not documented, and
 /// exact matching catches clients that send the wrong casing.
 /// `served_source`: the alert's serviceSource as served (see [`served_alerts`]).
-fn matches_served(alert: &Value, clauses: &[Clause], served_source: Option<&str>) -> bool {
+fn matches_served(
+    alert: &Value,
+    times: &AlertTimes,
+    clauses: &[Clause],
+    served_source: Option<&str>,
+) -> bool {
     clauses.iter().all(|c| match c {
         Clause::StrEq { field, value } if *field == "serviceSource" => {
             served_source == Some(value.as_str())
@@ -360,7 +397,10 @@ fn matches_served(alert: &Value, clauses: &[Clause], served_source: Option<&str>
         Clause::StrEq { field, value } => {
             alert.get(*field).and_then(Value::as_str) == Some(value.as_str())
         }
-        Clause::Date { field, op, value } => match parse_time(alert.get(*field)) {
+        Clause::Date { field, op, value } => match match *field {
+            "lastUpdateDateTime" => times.last_update,
+            _ => parse_time(alert.get(*field)),
+        } {
             None => false,
             Some(t) => match op {
                 Cmp::Ge => t >= *value,
@@ -430,73 +470,72 @@ const SIM_VISIBLE_AFTER: &str = "simVisibleAfterSeconds";
 /// Returns the page and the total count.
 fn served_alerts(
     alerts: &[Value],
+    times: &[AlertTimes],
     as_of: Option<DateTime<Utc>>,
     include_unknown: bool,
     clauses: &[Clause],
     range: (usize, usize),
 ) -> (Vec<Value>, usize) {
-    let mut best: HashMap<&str, (DateTime<Utc>, &Value)> = HashMap::new();
+    let mut best: HashMap<&str, (DateTime<Utc>, &Value, &AlertTimes)> =
+        HashMap::with_capacity(alerts.len());
     let mut malformed: Vec<&Value> = Vec::new();
-    for a in alerts {
-        let id = a.get("id").and_then(Value::as_str);
-        let lu = parse_time(a.get("lastUpdateDateTime"));
-        let (Some(id), Some(lu)) = (id, lu) else {
+    for (a, t) in alerts.iter().zip(times) {
+        let (Some(id), Some(lu), Some(visible_from)) =
+            (t.id.as_deref(), t.last_update, t.visible_from)
+        else {
             malformed.push(a);
             continue;
-        };
-        // Late indexing (simulator-only `simVisibleAfterSeconds`): the version is served only
-        // from `lastUpdateDateTime` + that many seconds on.
-        let visible_from = match a.get(SIM_VISIBLE_AFTER).and_then(Value::as_f64) {
-            Some(s) if s.is_finite() && s > 0.0 => {
-                lu + chrono::TimeDelta::milliseconds((s * 1000.0).round() as i64)
-            }
-            _ => lu,
         };
         if as_of.is_some_and(|t| visible_from > t) {
             continue;
         }
         match best.get(id) {
-            Some((prev, _)) if *prev > lu => {}
+            Some((prev, _, _)) if *prev > lu => {}
             _ => {
-                best.insert(id, (lu, a));
+                best.insert(id, (lu, a, t));
             }
         }
     }
     // The serviceSource a client sees: values newer than the base enum are served as
     // `unknownFutureValue` unless the client asked for them; filters see the served value.
-    let served_source = |a: &Value| -> Option<String> {
-        let src = a.get("serviceSource")?.as_str()?;
+    fn served(src: Option<&str>, include_unknown: bool) -> Option<&str> {
+        let src = src?;
         Some(if include_unknown || SERVICE_SOURCE_BASE.contains(&src) {
-            src.to_string()
+            src
         } else {
-            "unknownFutureValue".to_string()
+            "unknownFutureValue"
         })
-    };
-    let mut visible: Vec<(DateTime<Utc>, &str, &Value)> = best
+    }
+    let mut visible: Vec<(DateTime<Utc>, &str, &Value, &AlertTimes)> = best
         .into_iter()
-        .map(|(id, (lu, a))| (lu, id, a))
-        .filter(|(_, _, a)| matches_served(a, clauses, served_source(a).as_deref()))
+        .filter(|(_, (_, a, t))| {
+            matches_served(
+                a,
+                t,
+                clauses,
+                served(t.service_source.as_deref(), include_unknown),
+            )
+        })
+        .map(|(id, (lu, a, t))| (lu, id, a, t))
         .collect();
     visible.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
     let total = visible.len() + malformed.len();
     let (start, end) = (range.0.min(total), range.1.min(total));
     let page = visible
         .into_iter()
-        .map(|(_, _, a)| a)
+        .map(|(_, _, a, t)| (a, Some(t)))
         // Malformed items last, served raw, exactly as stored.
-        .chain(malformed)
+        .chain(malformed.into_iter().map(|a| (a, None)))
         .skip(start)
         .take(end - start)
-        .map(|a| {
+        .map(|(a, t)| {
             let mut a = a.clone();
-            if a.get("id").and_then(Value::as_str).is_some()
-                && parse_time(a.get("lastUpdateDateTime")).is_some()
-            {
+            if let Some(t) = t {
                 if let Some(m) = a.as_object_mut() {
                     m.remove(SIM_VISIBLE_AFTER);
                 }
-                if let Some(src) = served_source(&a) {
-                    a["serviceSource"] = Value::String(src);
+                if let Some(src) = served(t.service_source.as_deref(), include_unknown) {
+                    a["serviceSource"] = Value::String(src.to_string());
                 }
             }
             a
@@ -612,6 +651,7 @@ async fn list_alerts(
 
     let (page, total) = served_alerts(
         &inner.tenants[tenant].alerts,
+        &inner.alert_times[tenant],
         state.a,
         wants_unknown_enums(&headers),
         &clauses,

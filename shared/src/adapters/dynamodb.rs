@@ -38,8 +38,8 @@ use crate::domain::classify::{Decision, DecisionKind};
 use crate::domain::severity::Severity;
 use crate::domain::tenant::{Tenant, TenantFile};
 use crate::ports::{
-    ActionRecord, AppliedVersion, IncidentRecord, IncidentSummary, NewDecision, OnceState, Store,
-    StoredDecision,
+    ActionRecord, AppliedVersion, ApplyClaim, IncidentRecord, IncidentSummary, NewDecision,
+    OnceState, Store, StoredDecision,
 };
 
 /// DynamoDB items are limited to 400 KB; bodies above this (compressed) go to S3.
@@ -571,7 +571,7 @@ impl DynamoStore {
         product: Product,
         alert: &Alert,
     ) -> anyhow::Result<Item> {
-        let body = gzip(alert.raw.to_string().as_bytes())?;
+        let body = gzip(alert.raw.json_text().as_bytes())?;
         let mut item: Item = HashMap::new();
         item.insert("pk".into(), pk(tenant));
         item.insert("sk".into(), s(version_sk(alert)));
@@ -1111,18 +1111,43 @@ impl Store for DynamoStore {
         key: &str,
         alert_id: &str,
         last_update: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> anyhow::Result<ApplyClaim> {
+        let sk = format!("APPLY#{key}#{alert_id}#{}", ts(last_update));
         let mut item: Item = HashMap::new();
         item.insert("pk".into(), pk(tenant));
-        item.insert(
-            "sk".into(),
-            s(format!("APPLY#{key}#{alert_id}#{}", ts(last_update))),
-        );
+        item.insert("sk".into(), s(&sk));
         item.insert("key".into(), s(key));
         item.insert("alert_id".into(), s(alert_id));
         item.insert("last_update".into(), s(ts(last_update)));
         item.insert("done".into(), AttributeValue::Bool(false));
-        self.put_if_absent(item).await
+        item.insert("started_at".into(), s(ts(now)));
+        if self.put_if_absent(item).await? {
+            return Ok(ApplyClaim::New);
+        }
+        // Take over an unfinished claim only when it is older than the lease; records made
+        // before claims carried a time count as old.
+        let r = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(tenant))
+            .key("sk", s(&sk))
+            .update_expression("SET started_at = :now")
+            .condition_expression(
+                "done = :f AND (attribute_not_exists(started_at) OR started_at < :cutoff)",
+            )
+            .expression_attribute_values(":now", s(ts(now)))
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .expression_attribute_values(":cutoff", s(ts(super::lease_cutoff(now, lease))))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(ApplyClaim::TakenOver),
+            Err(e) if is_conditional::<UpdateItemError>(&e) => Ok(ApplyClaim::Held),
+            Err(e) => Err(sdk("UpdateItem apply claim", e)),
+        }
     }
 
     async fn finish_apply(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::http::{self, HttpSettings, RetryPolicy};
 use crate::domain::alert::{Alert, Product};
 use crate::domain::tenant::Tenant;
-use crate::ports::{AlertSource, FetchedItem};
+use crate::ports::{AlertSource, FetchedItem, FetchedPage};
 
 pub use azure_core::credentials::Secret;
 
@@ -483,24 +483,50 @@ impl AlertSource for GraphClient {
         since: DateTime<Utc>,
     ) -> anyhow::Result<Vec<FetchedItem>> {
         let mut items = Vec::new();
-        let mut next = Some(self.alerts_url(product, since, None, false)?);
+        let mut next: Option<String> = None;
         let mut pages = 0u32;
-        while let Some(u) = next.take() {
+        loop {
             pages += 1;
-            if pages > 10_000 {
+            if pages > MAX_PAGES {
                 bail!(
-                    "Graph alerts_v2 for tenant {}: more than 10,000 pages; stopping",
+                    "Graph alerts_v2 for tenant {}: more than {MAX_PAGES} pages; stopping",
                     tenant.id
                 );
             }
-            let (page, n, _) = self.read_page(tenant, &u).await?;
-            items.extend(page);
-            next = n;
+            let page = self
+                .fetch_page(tenant, product, since, next.as_deref())
+                .await?;
+            items.extend(page.items);
+            match page.next {
+                Some(n) => next = Some(n),
+                None => break,
+            }
         }
         tracing::debug!(tenant = %tenant.id, product = %product, pages, items = items.len(), "fetched");
         Ok(items)
     }
+
+    async fn fetch_page(
+        &self,
+        tenant: &Tenant,
+        product: Product,
+        since: DateTime<Utc>,
+        next: Option<&str>,
+    ) -> anyhow::Result<FetchedPage> {
+        let url = match next {
+            Some(n) => self.same_origin(n)?,
+            None => self.alerts_url(product, since, None, false)?,
+        };
+        let (items, next, _) = self.read_page(tenant, &url).await?;
+        Ok(FetchedPage {
+            items,
+            next: next.map(|u| u.to_string()),
+        })
+    }
 }
+
+/// Pages one listing may take before the client gives up on it (a nextLink loop).
+pub const MAX_PAGES: u32 = 10_000;
 
 #[cfg(test)]
 mod tests {

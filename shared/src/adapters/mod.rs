@@ -7,6 +7,14 @@ pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
+/// The moment before which a claim taken at `now - lease` counts as abandoned.
+pub(crate) fn lease_cutoff(now: DateTime<Utc>, lease: std::time::Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(lease)
+        .ok()
+        .and_then(|l| now.checked_sub_signed(l))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// `Store::recent_alerts`' order: newest first, then by id.
 pub(crate) fn newest_first(v: &mut [(crate::domain::alert::Product, crate::domain::alert::Alert)]) {
     v.sort_by(|(_, a), (_, b)| {

@@ -2,6 +2,7 @@
 //! API: OAuth2 client credentials, POST for create and update, responses as comments, search
 //! by `extTicketId` so a retried create finds the ticket it may already have made.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -52,10 +53,62 @@ impl std::fmt::Debug for OpsRampCredential {
     }
 }
 
+/// Reads the OpsRamp credential when it is first needed.
+pub type CredentialLoader = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = anyhow::Result<OpsRampCredential>> + Send>,
+        > + Send
+        + Sync,
+>;
+
+/// The client's credential: given, or read on first use and then kept. A Lambda function
+/// whose invocation never calls OpsRamp (most fetches) then never reads the secret, and one
+/// that does reads it once per container rather than before its first poll; a failed read
+/// is tried again by the next call. Clones share the one read.
+#[derive(Clone)]
+pub struct SharedCredential {
+    cell: Arc<tokio::sync::OnceCell<OpsRampCredential>>,
+    load: Option<CredentialLoader>,
+}
+
+impl SharedCredential {
+    pub fn lazy(load: CredentialLoader) -> SharedCredential {
+        SharedCredential {
+            cell: Arc::new(tokio::sync::OnceCell::new()),
+            load: Some(load),
+        }
+    }
+
+    pub async fn get(&self) -> anyhow::Result<&OpsRampCredential> {
+        self.cell
+            .get_or_try_init(|| async {
+                match &self.load {
+                    Some(load) => load().await,
+                    None => Err(anyhow!("no OpsRamp credential was given")),
+                }
+            })
+            .await
+    }
+
+    /// Whether the credential has been read (tests: a start that must not read it).
+    pub fn is_loaded(&self) -> bool {
+        self.cell.initialized()
+    }
+}
+
+impl From<OpsRampCredential> for SharedCredential {
+    fn from(c: OpsRampCredential) -> SharedCredential {
+        SharedCredential {
+            cell: Arc::new(tokio::sync::OnceCell::new_with(Some(c))),
+            load: None,
+        }
+    }
+}
+
 pub struct OpsRampClient {
     client: reqwest::Client,
     cfg: OpsRampConfig,
-    cred: OpsRampCredential,
+    cred: SharedCredential,
     base: url::Url,
     token: tokio::sync::Mutex<Option<(Secret, Instant)>>,
 }
@@ -68,7 +121,11 @@ pub struct OpsRampCalls {
 }
 
 impl OpsRampClient {
-    pub fn new(cfg: OpsRampConfig, cred: OpsRampCredential) -> anyhow::Result<OpsRampClient> {
+    pub fn new(
+        cfg: OpsRampConfig,
+        cred: impl Into<SharedCredential>,
+    ) -> anyhow::Result<OpsRampClient> {
+        let cred = cred.into();
         let base = http::require_https("opsramp base", &cfg.base)?;
         if !cfg
             .tenant_id
@@ -118,6 +175,7 @@ impl OpsRampClient {
             self.base.path().trim_end_matches('/'),
             self.cfg.token_path.trim_start_matches('/')
         ));
+        let cred = self.cred.get().await?;
         let policy = &self.cfg.retry;
         let mut attempt = 0;
         let res = loop {
@@ -128,8 +186,8 @@ impl OpsRampClient {
                 .header("Accept", "application/json")
                 .form(&[
                     ("grant_type", "client_credentials"),
-                    ("client_id", self.cred.client_id.as_str()),
-                    ("client_secret", self.cred.client_secret.secret()),
+                    ("client_id", cred.client_id.as_str()),
+                    ("client_secret", cred.client_secret.secret()),
                 ])
                 .send()
                 .await;
@@ -659,7 +717,7 @@ impl crate::ports::Inquiries for OpsRampClient {
         let body = json!({
             "description": text,
             "internal": true,
-            "creator": self.cred.client_id,
+            "creator": self.cred.get().await?.client_id,
             "extTicketResponseId": ext_id,
         });
         // Not retried blindly after an ambiguous failure: the tracker's once-record makes
@@ -840,6 +898,41 @@ impl crate::steps::deliver_report::ReportDelivery for OpsRampClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Read when first asked for, once, by every clone; a failed read is tried again.
+    #[tokio::test]
+    async fn a_lazy_credential_is_read_once_on_first_use() {
+        let reads = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let r = reads.clone();
+        let cred = SharedCredential::lazy(Arc::new(move || {
+            let n = r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if n == 0 {
+                    anyhow::bail!("secret store unreachable");
+                }
+                Ok(OpsRampCredential {
+                    client_id: "mss".into(),
+                    client_secret: Secret::new("s3cr3t".to_string()),
+                })
+            })
+        }));
+        let client = OpsRampClient::new(
+            OpsRampConfig::new("https://example.api.opsramp.com", "client_1"),
+            cred.clone(),
+        )
+        .unwrap();
+        assert!(
+            !cred.is_loaded(),
+            "a client is built without reading the secret"
+        );
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 0);
+        drop(client);
+        assert!(cred.get().await.is_err());
+        let other = cred.clone();
+        assert_eq!(other.get().await.unwrap().client_id, "mss");
+        assert_eq!(cred.get().await.unwrap().client_id, "mss");
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn ext_ids_are_query_safe() {

@@ -368,6 +368,19 @@ impl crate::ports::AlertSource for SecretGraphSource {
             .fetch(tenant, product, since)
             .await
     }
+
+    async fn fetch_page(
+        &self,
+        tenant: &crate::domain::tenant::Tenant,
+        product: crate::domain::alert::Product,
+        since: chrono::DateTime<chrono::Utc>,
+        next: Option<&str>,
+    ) -> anyhow::Result<crate::ports::FetchedPage> {
+        self.client_for(&tenant.id)
+            .await?
+            .fetch_page(tenant, product, since, next)
+            .await
+    }
 }
 
 /// First-response clients for the cloud shape, one set per tenant, built on first use from

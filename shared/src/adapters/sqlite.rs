@@ -19,8 +19,8 @@ use crate::domain::severity::Severity;
 use crate::domain::tenant::{Tenant, TenantFile};
 use crate::messages::{AlertRef, QueueName};
 use crate::ports::{
-    ActionRecord, AppliedVersion, IncidentRecord, IncidentSummary, NewDecision, OnceState, Queue,
-    Received, Store, StoredDecision,
+    ActionRecord, AppliedVersion, ApplyClaim, IncidentRecord, IncidentSummary, NewDecision,
+    OnceState, Queue, Received, Store, StoredDecision,
 };
 
 const SCHEMA: &str = r#"
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS incidents (
   PRIMARY KEY (tenant, key));
 CREATE TABLE IF NOT EXISTS applied (
   tenant TEXT NOT NULL, key TEXT NOT NULL, alert_id TEXT NOT NULL, last_update TEXT NOT NULL,
-  done INTEGER NOT NULL, PRIMARY KEY (tenant, key, alert_id, last_update));
+  done INTEGER NOT NULL, started_at TEXT, PRIMARY KEY (tenant, key, alert_id, last_update));
 CREATE TABLE IF NOT EXISTS once_marks (
   tenant TEXT NOT NULL, key TEXT NOT NULL, done INTEGER NOT NULL, PRIMARY KEY (tenant, key));
 CREATE TABLE IF NOT EXISTS actions (
@@ -176,11 +176,26 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)
             .context("creating the state schema")?;
+        Self::migrate(&conn).context("upgrading the state schema")?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             queue: QueueSettings::default(),
             clock: std::sync::Arc::new(crate::ports::SystemClock),
         })
+    }
+
+    /// Columns added after a release; a database made before them gains them here.
+    fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+        let has_started: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('applied') WHERE name = 'started_at'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_started {
+            // Claims made before the column existed read as stale: they may be taken over.
+            conn.execute("ALTER TABLE applied ADD COLUMN started_at TEXT", [])?;
+        }
+        Ok(())
     }
 
     pub fn with_clock(mut self, clock: std::sync::Arc<dyn crate::ports::Clock>) -> SqliteStore {
@@ -315,7 +330,7 @@ impl Store for SqliteStore {
         product: Product,
         alert: &Alert,
     ) -> anyhow::Result<bool> {
-        let body = alert.raw.to_string();
+        let body = alert.raw.json_text().into_owned();
         self.with(|c| {
             c.execute(
                 INSERT_VERSION,
@@ -339,9 +354,9 @@ impl Store for SqliteStore {
         alerts: &[&Alert],
     ) -> anyhow::Result<()> {
         // Serialised before the lock: the transaction holds the connection only for SQL.
-        let rows: Vec<(&str, String, String)> = alerts
+        let rows: Vec<(&str, String, std::borrow::Cow<'_, str>)> = alerts
             .iter()
-            .map(|a| (a.id.as_str(), ts(a.last_update), a.raw.to_string()))
+            .map(|a| (a.id.as_str(), ts(a.last_update), a.raw.json_text()))
             .collect();
         let now = ts(Utc::now());
         self.with(|c| {
@@ -647,13 +662,34 @@ impl Store for SqliteStore {
         key: &str,
         alert_id: &str,
         last_update: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<ApplyClaim> {
+        let cutoff = ts(super::lease_cutoff(now, lease));
         self.with(|c| {
-            let n = c.execute(
-                "INSERT OR IGNORE INTO applied (tenant, key, alert_id, last_update, done) VALUES (?1, ?2, ?3, ?4, 0)",
-                params![tenant, key, alert_id, ts(last_update)],
+            // IMMEDIATE: another process on the same file must not read between our
+            // check and our write.
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let lu = ts(last_update);
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO applied (tenant, key, alert_id, last_update, done, started_at) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                params![tenant, key, alert_id, lu, ts(now)],
             )?;
-            Ok(n == 1)
+            let claim = if n == 1 {
+                ApplyClaim::New
+            } else {
+                let taken = tx.execute(
+                    "UPDATE applied SET started_at = ?5 WHERE tenant = ?1 AND key = ?2 AND alert_id = ?3 AND last_update = ?4 AND done = 0 AND (started_at IS NULL OR started_at < ?6)",
+                    params![tenant, key, alert_id, lu, ts(now), cutoff],
+                )?;
+                if taken == 1 {
+                    ApplyClaim::TakenOver
+                } else {
+                    ApplyClaim::Held
+                }
+            };
+            tx.commit()?;
+            Ok(claim)
         })
     }
 
@@ -1115,5 +1151,52 @@ impl Queue for SqliteStore {
             )?;
             Ok((live, dead))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state file written before claims carried a time opens, gains the column, and its
+    /// unfinished claims may be taken over at once.
+    #[tokio::test]
+    async fn an_older_state_file_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE applied (
+                   tenant TEXT NOT NULL, key TEXT NOT NULL, alert_id TEXT NOT NULL,
+                   last_update TEXT NOT NULL, done INTEGER NOT NULL,
+                   PRIMARY KEY (tenant, key, alert_id, last_update));",
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO applied VALUES ('t', 'incident:1', 'a1', ?1, 0)",
+                [ts(DateTime::<Utc>::UNIX_EPOCH)],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let now = Utc::now();
+        let lease = Duration::from_secs(30);
+        let claim = |id: &'static str| {
+            s.begin_apply(
+                "t",
+                "incident:1",
+                id,
+                DateTime::<Utc>::UNIX_EPOCH,
+                now,
+                lease,
+            )
+        };
+        assert_eq!(claim("a1").await.unwrap(), ApplyClaim::TakenOver);
+        assert_eq!(claim("a1").await.unwrap(), ApplyClaim::Held);
+        assert_eq!(claim("a2").await.unwrap(), ApplyClaim::New);
+        drop(s);
+        // Opening again does not try to add the column twice.
+        SqliteStore::open(&path).unwrap();
     }
 }

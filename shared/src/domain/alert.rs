@@ -65,8 +65,8 @@ pub struct AlertFields {
 
 /// The alert's JSON object as Graph served it. Read as a `serde_json::Value` (it derefs to
 /// one); an alert read from text keeps the text and parses it into a `Value` only when
-/// something asks for it (storing the alert, investigation), once. Displays as compact JSON
-/// (the `Value`'s own text), so stored bodies do not depend on how the alert was read.
+/// something asks for it (investigation, reports), once. Stored as Graph's own text where
+/// there is one ([`RawJson::json_text`]); displays as compact JSON (the `Value`'s own text).
 #[derive(Clone)]
 pub struct RawJson {
     text: Option<Box<str>>,
@@ -87,6 +87,16 @@ impl RawJson {
     /// The text the alert was read from, when it was read from text.
     pub fn text(&self) -> Option<&str> {
         self.text.as_deref()
+    }
+
+    /// The object's JSON text for storing: Graph's own text when the alert was read from
+    /// text (no parse, no re-serialisation: the write path's largest cost, BENCHMARKS.md,
+    /// pipeline), else the `Value`'s compact text. Both read back as the same alert.
+    pub fn json_text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.text {
+            Some(t) => std::borrow::Cow::Borrowed(t),
+            None => std::borrow::Cow::Owned(self.value().to_string()),
+        }
     }
 
     pub fn into_value(self) -> Value {

@@ -102,39 +102,64 @@ async fn run_tenant(
         Some(c) => c - chrono::Duration::from_std(deps.settings.overlap)?,
         None => now - chrono::Duration::from_std(deps.settings.initial_lookback)?,
     };
-    // Ingest health counts only the alert source's failures (Graph, its token); the store's
-    // and the queue's are the service's own (the Errors alarm).
-    let items = match deps.alerts.fetch(tenant, product, since).await {
-        Ok(items) => items,
-        Err(e) => {
-            super::health::record_failure(deps, tenant, product, &e).await;
-            return Err(e);
-        }
-    };
     let mut out = FetchOutcome {
         tenant: tenant.id.clone(),
         product: product.to_string(),
-        fetched: items.len(),
         ..Default::default()
     };
-    let mut alerts: Vec<Box<Alert>> = Vec::with_capacity(items.len());
-    for item in items {
-        match item {
-            FetchedItem::Alert(a) => alerts.push(a),
-            FetchedItem::Malformed { raw, reason } => {
-                tracing::warn!(tenant = %tenant.id, product = %product, reason = ?reason, "malformed alert recorded");
-                deps.store
-                    .record_malformed(&tenant.id, product, &raw, &reason, now)
-                    .await?;
-                out.malformed += 1;
+    // Page by page: each is stored, classified and handed on before the next is asked for,
+    // so a fetch holds one page, not its window. The cursor moves only after the last page:
+    // a failure part-way leaves it where it was, and the next fetch reads the window again
+    // (the pages already ingested are then known, and left alone).
+    let mut newest: Option<DateTime<Utc>> = None;
+    let mut next: Option<String> = None;
+    let mut pages = 0u32;
+    loop {
+        pages += 1;
+        if pages > crate::adapters::graph::MAX_PAGES {
+            return Err(anyhow!(
+                "alerts of tenant {} / {product}: more than {} pages; stopping",
+                tenant.id,
+                crate::adapters::graph::MAX_PAGES
+            ));
+        }
+        // Ingest health counts only the alert source's failures (Graph, its token); the
+        // store's and the queue's are the service's own (the Errors alarm).
+        let page = match deps
+            .alerts
+            .fetch_page(tenant, product, since, next.as_deref())
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                super::health::record_failure(deps, tenant, product, &e).await;
+                return Err(e);
+            }
+        };
+        out.fetched += page.items.len();
+        let mut alerts: Vec<Box<Alert>> = Vec::with_capacity(page.items.len());
+        for item in page.items {
+            match item {
+                FetchedItem::Alert(a) => alerts.push(a),
+                FetchedItem::Malformed { raw, reason } => {
+                    tracing::warn!(tenant = %tenant.id, product = %product, reason = ?reason, "malformed alert recorded");
+                    deps.store
+                        .record_malformed(&tenant.id, product, &raw, &reason, now)
+                        .await?;
+                    out.malformed += 1;
+                }
             }
         }
+        newest = newest.max(alerts.iter().map(|a| a.last_update).max());
+        let refs: Vec<&Alert> = alerts.iter().map(|a| a.as_ref()).collect();
+        let done = ingest(deps, tenant, product, &refs).await?;
+        out.new_versions += done.new_versions;
+        out.incidents += done.incidents;
+        match page.next {
+            Some(n) => next = Some(n),
+            None => break,
+        }
     }
-    let newest = alerts.iter().map(|a| a.last_update).max();
-    let refs: Vec<&Alert> = alerts.iter().map(|a| a.as_ref()).collect();
-    let done = ingest(deps, tenant, product, &refs).await?;
-    out.new_versions = done.new_versions;
-    out.incidents = done.incidents;
     // The cursor follows the data (newest lastUpdateDateTime seen), and on a quiet tenant
     // moves to `now − overlap`: anything stamped before that was visible to this query as
     // long as Graph indexes within the overlap, and the next window still reaches back.

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Deps;
 use crate::adapters::graph::TokenError;
-use crate::adapters::opsramp::{OpsRampClient, OpsRampConfig, OpsRampCredential};
+use crate::adapters::opsramp::{OpsRampClient, OpsRampConfig, SharedCredential};
 use crate::domain::alert::Product;
 use crate::domain::incident::{clean_line, jst};
 use crate::domain::tenant::Tenant;
@@ -79,7 +79,7 @@ impl HealthSettings {
     /// the same API credential and endpoint as the customers' tickets (`base`).
     pub fn with_operator(
         base: &OpsRampConfig,
-        cred: OpsRampCredential,
+        cred: impl Into<SharedCredential>,
         client_id: &str,
         email: Option<String>,
         after_failures: u32,
@@ -119,7 +119,7 @@ impl HealthSettings {
     /// `MSS_OPERATOR_EMAIL`, `MSS_INGEST_AFTER_FAILURES` (default 3).
     pub fn from_env(
         base: &OpsRampConfig,
-        cred: OpsRampCredential,
+        cred: SharedCredential,
     ) -> anyhow::Result<HealthSettings> {
         let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
         let after = match var("MSS_INGEST_AFTER_FAILURES") {

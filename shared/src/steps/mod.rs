@@ -30,8 +30,9 @@ pub struct Settings {
     pub initial_lookback: Duration,
     pub priorities: PriorityMap,
     /// An incident intent older than this, still without a ticket, may be completed by
-    /// another delivery (its creator is presumed dead). Shorter than every queue's
-    /// visibility timeout, so a redelivered message after a crash always may.
+    /// another delivery (its creator is presumed dead); so may an unfinished claim to post a
+    /// version's note. Shorter than every queue's visibility timeout, so a redelivered
+    /// message after a crash always may.
     pub intent_takeover: Duration,
     /// Tenant × product fetches run at once by one fetch cycle.
     pub fetch_concurrency: usize,

@@ -16,7 +16,7 @@ use crate::domain::classify::classify;
 use crate::domain::incident::{self, effective_severity};
 use crate::domain::tenant::Tenant;
 use crate::messages::AlertRef;
-use crate::ports::{AppliedVersion, IncidentRecord, NewTicket, TicketUpdate};
+use crate::ports::{AppliedVersion, ApplyClaim, IncidentRecord, NewTicket, TicketUpdate};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,12 +133,7 @@ async fn ensure_ticket(
         // The intent names the version the ticket was made from: that version's content is
         // the ticket, so it must not be posted again as an "alert added" note.
         if rec.creator_alert == alert.id && rec.creator_version == alert.last_update {
-            deps.store
-                .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
-                .await?;
-            deps.store
-                .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
-                .await?;
+            mark_applied(deps, tenant, key, alert).await?;
         }
         actions.push(TicketAction::FoundExisting);
         return Ok(found);
@@ -167,15 +162,33 @@ async fn ensure_ticket(
         .set_incident_severity(&tenant.id, key, sev)
         .await?;
     // The creating version's content is the ticket itself: mark it applied.
-    deps.store
-        .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
-        .await?;
-    deps.store
-        .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
-        .await?;
+    mark_applied(deps, tenant, key, alert).await?;
     tracing::info!(tenant = %tenant.id, incident = ?key, ticket = %id, "ticket created");
     actions.push(TicketAction::Created);
     Ok(id)
+}
+
+/// Records a version as on the ticket without posting anything: the ticket's own content, or
+/// a version older than what the ticket shows.
+async fn mark_applied(
+    deps: &Deps,
+    tenant: &Tenant,
+    key: &str,
+    alert: &Alert,
+) -> anyhow::Result<()> {
+    deps.store
+        .begin_apply(
+            &tenant.id,
+            key,
+            &alert.id,
+            alert.last_update,
+            deps.clock.now(),
+            deps.settings.intent_takeover,
+        )
+        .await?;
+    deps.store
+        .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
+        .await
 }
 
 async fn apply_version(
@@ -212,12 +225,7 @@ async fn apply_version(
     let is_creator = rec.creator_alert == alert.id && rec.creator_version == alert.last_update;
     if this.is_some_and(|v| v.done) || is_creator {
         if is_creator && !this.is_some_and(|v| v.done) {
-            deps.store
-                .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
-                .await?;
-            deps.store
-                .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
-                .await?;
+            mark_applied(deps, tenant, key, alert).await?;
         }
         if actions.is_empty() {
             actions.push(TicketAction::AlreadyApplied);
@@ -232,12 +240,7 @@ async fn apply_version(
     if let Some(p) = prev {
         if p.last_update > alert.last_update {
             // An older version arriving late: the ticket already shows something newer.
-            deps.store
-                .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
-                .await?;
-            deps.store
-                .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
-                .await?;
+            mark_applied(deps, tenant, key, alert).await?;
             actions.push(TicketAction::Stale);
             return Ok(());
         }
@@ -250,10 +253,27 @@ async fn apply_version(
         }
         None => None,
     };
-    let resumed = !deps
+    let claim = deps
         .store
-        .begin_apply(&tenant.id, key, &alert.id, alert.last_update)
+        .begin_apply(
+            &tenant.id,
+            key,
+            &alert.id,
+            alert.last_update,
+            deps.clock.now(),
+            deps.settings.intent_takeover,
+        )
         .await?;
+    // Two deliveries of one message must not both ask OpsRamp "is the note there?" and both
+    // post it: the second waits for the first to finish, or for its lease to run out.
+    if claim == ApplyClaim::Held {
+        bail!(
+            "alert {} (version {}) is being applied to incident {key} by another message; will retry",
+            alert.id,
+            alert.last_update
+        );
+    }
+    let resumed = claim == ApplyClaim::TakenOver;
     // Severity first: the subject and priority are what the customer's mail shows.
     let sev = effective_severity(alert);
     if sev > rec.severity {
