@@ -168,14 +168,13 @@ async fn ensure_ticket(
     Ok(id)
 }
 
-/// Records a version as on the ticket without posting anything: the ticket's own content, or
-/// a version older than what the ticket shows.
-async fn mark_applied(
+/// Claims `alert`'s version of incident `key` for the takeover lease.
+async fn claim(
     deps: &Deps,
     tenant: &Tenant,
     key: &str,
     alert: &Alert,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ApplyClaim> {
     deps.store
         .begin_apply(
             &tenant.id,
@@ -185,7 +184,18 @@ async fn mark_applied(
             deps.clock.now(),
             deps.settings.intent_takeover,
         )
-        .await?;
+        .await
+}
+
+/// Records a version as on the ticket without posting anything: the ticket's own content, or
+/// a version older than what the ticket shows.
+async fn mark_applied(
+    deps: &Deps,
+    tenant: &Tenant,
+    key: &str,
+    alert: &Alert,
+) -> anyhow::Result<()> {
+    claim(deps, tenant, key, alert).await?;
     deps.store
         .finish_apply(&tenant.id, key, &alert.id, alert.last_update)
         .await
@@ -253,17 +263,7 @@ async fn apply_version(
         }
         None => None,
     };
-    let claim = deps
-        .store
-        .begin_apply(
-            &tenant.id,
-            key,
-            &alert.id,
-            alert.last_update,
-            deps.clock.now(),
-            deps.settings.intent_takeover,
-        )
-        .await?;
+    let claim = claim(deps, tenant, key, alert).await?;
     // Two deliveries of one message must not both ask OpsRamp "is the note there?" and both
     // post it: the second waits for the first to finish, or for its lease to run out.
     if claim == ApplyClaim::Held {
