@@ -3,6 +3,10 @@
 #
 #   scripts/moto-server.sh start   start on 127.0.0.1 on a free port, wait until it answers,
 #                                  write .venv/moto.port and .venv/moto.pid, print the URL
+#   scripts/moto-server.sh start --undo-log
+#                                  the same, with TransactWriteItems rolled back from an undo log
+#                                  instead of moto's copy of the whole table per item
+#                                  (scripts/moto_server_undo_log.py; for benchmarks at scale)
 #   scripts/moto-server.sh url     print http://127.0.0.1:PORT of the running server
 #   scripts/moto-server.sh stop    stop it (only the pid this script recorded)
 #   scripts/moto-server.sh status  exit 0 if it is running and answering
@@ -48,12 +52,14 @@ cmd_start() {
   fi
   rm -f "$PID_FILE" "$PORT_FILE"
   local port pid i
+  local -a SERVER=("$VENV/bin/moto_server")
+  [ "${1:-}" = "--undo-log" ] && SERVER=("$PY" "$ROOT/scripts/moto_server_undo_log.py")
   # A port free now; a tiny race with other programs remains, so retry a few times.
   for attempt in 1 2 3; do
     port="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
     # setsid: its own process group, so it outlives the calling shell's job control and `stop`
     # can end exactly this group.
-    setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOG_FILE" 2>&1 < /dev/null &
+    setsid "${SERVER[@]}" -H 127.0.0.1 -p "$port" >"$LOG_FILE" 2>&1 < /dev/null &
     pid=$!
     for i in $(seq 1 100); do # up to ~20 s
       if answers "$port"; then
@@ -98,9 +104,9 @@ cmd_status() {
 }
 
 case "${1:-}" in
-  start) cmd_start ;;
+  start) shift; cmd_start "$@" ;;
   stop) cmd_stop ;;
   url) cmd_url ;;
   status) cmd_status ;;
-  *) echo "usage: $0 start|stop|url|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start [--undo-log]|stop|url|status" >&2; exit 2 ;;
 esac

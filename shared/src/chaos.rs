@@ -669,6 +669,18 @@ impl Store for ChaosStore {
         self.read()?;
         self.inner.get_cursor(tenant, product).await
     }
+    async fn get_cursor_and_doc(
+        &self,
+        tenant: &str,
+        product: Product,
+        kind: &str,
+        key: &str,
+    ) -> anyhow::Result<(Option<DateTime<Utc>>, Option<String>)> {
+        self.read()?;
+        self.inner
+            .get_cursor_and_doc(tenant, product, kind, key)
+            .await
+    }
     async fn advance_cursor(
         &self,
         tenant: &str,

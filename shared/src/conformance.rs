@@ -469,6 +469,40 @@ async fn cursors(s: &dyn Store, ns: &str) {
         s.get_cursor(&t, Product::Mde).await.unwrap().is_none(),
         "cursors are per product"
     );
+
+    // The cursor and a document in one read: each as its own read would give it.
+    let both = |tenant: String, p: Product| async move {
+        s.get_cursor_and_doc(&tenant, p, "ingest-health", p.as_str())
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        both(t.clone(), Product::Mdi).await,
+        (Some(t0() + Duration::minutes(1)), None)
+    );
+    s.put_doc(&t, "ingest-health", "mdi", r#"{"consecutive":2}"#)
+        .await
+        .unwrap();
+    s.put_doc(&t, "ingest-health", "mde", r#"{"consecutive":7}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        both(t.clone(), Product::Mdi).await,
+        (
+            Some(t0() + Duration::minutes(1)),
+            Some(r#"{"consecutive":2}"#.to_string())
+        )
+    );
+    assert_eq!(
+        both(t.clone(), Product::Mde).await,
+        (None, Some(r#"{"consecutive":7}"#.to_string())),
+        "a document without a cursor"
+    );
+    assert_eq!(
+        both(format!("{ns}-b"), Product::Mdi).await,
+        (None, None),
+        "another tenant's cursor and document are not its"
+    );
 }
 
 async fn decisions(s: &dyn Store, ns: &str) {

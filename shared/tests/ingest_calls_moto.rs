@@ -272,5 +272,40 @@ async fn ingest_and_classify_stay_within_the_round_trip_budget() {
         }
     }
     assert_eq!(got_tickets, want_tickets);
+
+    // A quiet minute — what every tenant × product costs every minute: the cursor and the
+    // ingest-health state in one read, the cursor's write, and the tenant list once. (The
+    // first fetch after the updates still reads back the overlap's alerts; the one a minute
+    // after it has nothing left in its window.)
+    for minute in [150, 151] {
+        let at = start() + Duration::minutes(minute);
+        sim.set_clock(at);
+        clock.set(at);
+        if minute == 150 {
+            fetch::run_all(&deps).await.unwrap();
+        }
+    }
+    let c0 = counter.snapshot();
+    let fetches = fetch::run_all(&deps).await.unwrap();
+    assert!(fetches
+        .iter()
+        .all(|r| r.as_ref().unwrap().new_versions == 0));
+    let quiet: BTreeMap<String, u64> = counter
+        .snapshot()
+        .iter()
+        .filter(|((svc, _), _)| svc == "dynamodb")
+        .map(|(k, n)| (k.1.clone(), n - c0.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let n = fetches.len() as u64;
+    assert_eq!(n, 2, "one fetch per product");
+    assert_eq!(quiet.get("BatchGetItem"), Some(&n), "{quiet:?}");
+    assert_eq!(quiet.get("UpdateItem"), Some(&n), "{quiet:?}");
+    assert_eq!(
+        quiet.get("GetItem"),
+        None,
+        "nothing read item by item: {quiet:?}"
+    );
+    assert!(quiet.values().sum::<u64>() <= 2 * n + 1, "{quiet:?}");
     sim.shutdown().await;
 }

@@ -824,6 +824,30 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn get_cursor_and_doc(
+        &self,
+        tenant: &str,
+        product: Product,
+        kind: &str,
+        key: &str,
+    ) -> anyhow::Result<(Option<DateTime<Utc>>, Option<String>)> {
+        let cursor_sk = format!("CURSOR#{}", product.as_str());
+        let doc_sk = format!("DOC#{kind}#{key}");
+        let keys = [&cursor_sk, &doc_sk]
+            .into_iter()
+            .map(|sk| Item::from([("pk".to_string(), pk(tenant)), ("sk".to_string(), s(sk))]))
+            .collect();
+        let (mut cursor, mut doc) = (None, None);
+        for i in self.get_many(keys).await? {
+            match opt_s(&i, "sk") {
+                Some(sk) if sk == cursor_sk => cursor = Some(parse_ts(get_s(&i, "at")?)?),
+                Some(sk) if sk == doc_sk => doc = Some(doc_body(&i)?),
+                _ => {}
+            }
+        }
+        Ok((cursor, doc))
+    }
+
     async fn advance_cursor(
         &self,
         tenant: &str,

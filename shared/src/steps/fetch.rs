@@ -97,7 +97,7 @@ async fn run_tenant(
         ));
     }
     let now = deps.clock.now();
-    let cursor = deps.store.get_cursor(&tenant.id, product).await?;
+    let (cursor, health) = super::health::cursor_and_state(deps, &tenant.id, product).await?;
     let since = match cursor {
         Some(c) => c - chrono::Duration::from_std(deps.settings.overlap)?,
         None => now - chrono::Duration::from_std(deps.settings.initial_lookback)?,
@@ -174,7 +174,7 @@ async fn run_tenant(
     // The cursor only moves forward; what it is now follows without reading it back (a
     // concurrent fetch may have moved it further, which the next read will show).
     out.cursor = Some(cursor.map_or(target, |c| c.max(target)));
-    out.health = super::health::record_success(deps, tenant, product).await;
+    out.health = super::health::record_success_from(deps, tenant, product, health).await;
     Ok(out)
 }
 

@@ -441,7 +441,45 @@ pub fn operator_ticket(
 /// incident was raised for the outbreak, posts 「復旧しました」 on it once. While that post
 /// fails the state is kept, so the next success tries again. Never fails itself.
 pub async fn record_success(deps: &Deps, tenant: &Tenant, product: Product) -> Option<HealthEvent> {
-    match success_inner(deps, tenant, product).await {
+    let st = match state(deps, &tenant.id, product).await {
+        Ok(st) => st,
+        Err(e) => {
+            tracing::warn!(tenant = %tenant.id, product = %product, error = %format!("{e:#}"), "ingest recovery could not be recorded");
+            return None;
+        }
+    };
+    record_success_from(deps, tenant, product, st).await
+}
+
+/// The cursor and the ingest-health state a fetch starts from, in one read
+/// ([`crate::ports::Store::get_cursor_and_doc`]).
+pub async fn cursor_and_state(
+    deps: &Deps,
+    tenant: &str,
+    product: Product,
+) -> anyhow::Result<(Option<DateTime<Utc>>, HealthState)> {
+    let (cursor, doc) = deps
+        .store
+        .get_cursor_and_doc(tenant, product, DOC_KIND, product.as_str())
+        .await?;
+    let st = match doc {
+        Some(body) => serde_json::from_str(&body)?,
+        None => HealthState::default(),
+    };
+    Ok((cursor, st))
+}
+
+/// [`record_success`] with the state read when the fetch began ([`cursor_and_state`]), so a
+/// healthy fetch reads nothing more. A failure another run recorded meanwhile is not lost:
+/// it stays stored, and the next success reads and clears it (the recovery note is posted
+/// once, under its once-marker, whichever run posts it).
+pub async fn record_success_from(
+    deps: &Deps,
+    tenant: &Tenant,
+    product: Product,
+    st: HealthState,
+) -> Option<HealthEvent> {
+    match success_inner(deps, tenant, product, st).await {
         Ok(ev) => ev,
         Err(e) => {
             tracing::warn!(tenant = %tenant.id, product = %product, error = %format!("{e:#}"), "ingest recovery could not be recorded");
@@ -454,8 +492,8 @@ async fn success_inner(
     deps: &Deps,
     tenant: &Tenant,
     product: Product,
+    st: HealthState,
 ) -> anyhow::Result<Option<HealthEvent>> {
-    let st = state(deps, &tenant.id, product).await?;
     if st.consecutive == 0 && st.operator_ticket.is_none() {
         return Ok(None);
     }
