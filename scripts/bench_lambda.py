@@ -7,7 +7,7 @@ For each function in functions/:
   - start: time from spawning the x86_64 binary to its first `GET …/runtime/invocation/next`
     on a runtime API served by this script (stdlib http.server on 127.0.0.1), median of
     --runs starts after one warm-up start; init includes what the function does before it
-    polls (SDK config, the OpsRamp secret from Secrets Manager at moto, …);
+    polls (SDK config, the HTTPS clients; the OpsRamp secret is read on first use, not here);
   - RSS: VmHWM (peak resident set) from /proc/PID/status after the function handled its share
     of a --alerts batch (default 1,000 alerts): fetch-alerts fetches them from the simulator
     (`mss sim serve`) into DynamoDB/SQS at moto, then each queue consumer drains its queue in
@@ -24,6 +24,12 @@ script starts its own moto_server from .venv (and stops it again). CARGO_TARGET_
 
   .venv/bin/python scripts/bench_lambda.py [--functions a,b] [--runs 5] [--alerts 1000]
       [--no-build] [--no-arm64] [--profile release] [--json FILE] [--md FILE]
+      [--extra-tenants N [--extra-tenant-alerts 2]]
+
+--extra-tenants: N more tenants (the example's configuration under other ids) for fetch-alerts
+to fetch in its one scheduled invocation, every tenant × product: the fetch's memory and time at
+scale. Use a moto started with `scripts/moto-server.sh start --undo-log` (MSS_TEST_AWS_ENDPOINT)
+there: stock moto copies the whole table for every transaction item (BENCHMARKS.md, Scale).
 """
 import argparse
 import datetime as dt
@@ -282,9 +288,32 @@ def batch_sizes():
 
 # ---- the workload ----------------------------------------------------------------------------
 
-def scenario(work, mss, n_alerts, now):
+def extra_tenant(cfg, i):
+    """The example tenant's configuration under another id and Azure tenant (--extra-tenants)."""
+    c = json.loads(json.dumps(cfg))
+    c["id"] = f"scale-{i:04d}"
+    c["name"] = f"スケール検証 {i:04d}"
+    c["azure_tenant_id"] = f"00000000-0000-4000-8000-{i:012d}"
+    return c
+
+
+def extra_tenant_toml(i):
+    """The example tenant's TOML with extra_tenant(i)'s id, name and Azure tenant (the top-level
+    keys, before the first [section])."""
+    with open(TENANT_TOML, encoding="utf-8") as f:
+        head, sep, rest = f.read().partition("\n[")
+    c = extra_tenant({}, i)
+    for key in ("id", "name", "azure_tenant_id"):
+        head, n = re.subn(rf'(?m)^{key} = ".*"$', f'{key} = "{c[key]}"', head, count=1)
+        if n != 1:
+            fail(f"{TENANT_TOML}: no top-level {key} to replace")
+    return head + sep + rest
+
+
+def scenario(work, mss, n_alerts, now, extra_tenants=0, extra_alerts=2):
     """A simulator scenario: the example tenant with n_alerts alerts of the demo's shapes,
-    all within the last hour (so one fetch sees every one)."""
+    all within the last hour (so one fetch sees every one); and extra_tenants more tenants of
+    the same configuration with extra_alerts alerts each (the fetch's scale, --extra-tenants)."""
     with open(TENANT_TOML, "rb") as f:
         cfg = tomllib.load(f)
     az = cfg["azure_tenant_id"]
@@ -317,7 +346,16 @@ def scenario(work, mss, n_alerts, now):
             a["incidentId"] = str(900000 + i // 4)
         alerts.append(a)
     fmt = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
-    sc = {"start": fmt(now - dt.timedelta(hours=1)), "end": fmt(now), "tenants": [{"config": cfg, "alerts": alerts}]}
+    tenants = [{"config": cfg, "alerts": alerts}]
+    for i in range(1, extra_tenants + 1):
+        c = extra_tenant(cfg, i)
+        more = []
+        for j in range(extra_alerts):
+            a = json.loads(json.dumps(alerts[(i * extra_alerts + j) % len(alerts)]))
+            a.update({"id": f"scale-{i:04d}-{j:03d}", "tenantId": c["azure_tenant_id"]})
+            more.append(a)
+        tenants.append({"config": c, "alerts": more})
+    sc = {"start": fmt(now - dt.timedelta(hours=1)), "end": fmt(now), "tenants": tenants}
     path = os.path.join(work, "scenario.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(sc, f)
@@ -447,6 +485,10 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--no-arm64", action="store_true", help="skip the arm64 build and sizes")
     ap.add_argument("--no-workload", action="store_true", help="start times only")
+    ap.add_argument("--extra-tenants", type=int, default=0,
+                    help="more tenants for fetch-alerts to fetch (the fetch's scale: its RSS and time "
+                         "with every tenant × product in one invocation)")
+    ap.add_argument("--extra-tenant-alerts", type=int, default=2, help="alerts of each extra tenant")
     ap.add_argument("--json", help="write the results as JSON here")
     ap.add_argument("--md", help="write the markdown table here")
     args = ap.parse_args()
@@ -499,8 +541,10 @@ def main():
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     procs = []
     try:
-        sc_path, cfg, avg_bytes = scenario(work, mss, args.alerts, now)
-        log(f"scenario: {args.alerts} alerts of {avg_bytes} bytes on average (JSON)")
+        sc_path, cfg, avg_bytes = scenario(work, mss, args.alerts, now, args.extra_tenants, args.extra_tenant_alerts)
+        log(f"scenario: {args.alerts} alerts of {avg_bytes} bytes on average (JSON)"
+            + (f"; {args.extra_tenants} more tenants with {args.extra_tenant_alerts} alerts each"
+               if args.extra_tenants else ""))
         tenant = cfg["id"]
         sim_port = free_port()
         ca = os.path.join(work, "ca.pem")
@@ -520,6 +564,18 @@ def main():
                            aws_access_key_id="test", aws_secret_access_key="test")
         ssm.put_parameter(Name=f"/{name}/azure/{tenant}", Type="SecureString", Value=json.dumps(
             {"azure_tenant_id": t["azure_tenant_id"], "client_id": t["client_id"], "client_secret": t["client_secret"]}))
+        for i in range(1, args.extra_tenants + 1):
+            x_id = extra_tenant({}, i)["id"]
+            x_toml = os.path.join(work, f"{x_id}.toml")
+            with open(x_toml, "w", encoding="utf-8") as f:
+                f.write(extra_tenant_toml(i))
+            run([mss, "tenant", "put", x_toml, "--table", prov["table"], "--endpoint-url", endpoint], env=aws_env)
+            xt = next(x for x in info["tenants"] if x["id"] == x_id)
+            ssm.put_parameter(Name=f"/{name}/azure/{x_id}", Type="SecureString", Value=json.dumps(
+                {"azure_tenant_id": xt["azure_tenant_id"], "client_id": xt["client_id"],
+                 "client_secret": xt["client_secret"]}))
+            if i % 100 == 0:
+                log(f"{i} of {args.extra_tenants} extra tenants put")
         sm.create_secret(Name=f"{name}/opsramp", SecretString=json.dumps(
             {"client_id": info["opsramp_client_id"], "client_secret": info["opsramp_client_secret"]}))
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION,
@@ -529,7 +585,9 @@ def main():
                    MSS_OPSRAMP_BASE_URL=info["opsramp"], MSS_OPSRAMP_TENANT_ID=info["opsramp_tenant_id"],
                    MSS_SECRETS_PREFIX=f"{name}/", MSS_TENANT_CREDENTIALS="parameterstore",
                    MSS_GRAPH_BASE=info["graph"],
-                   MSS_AUTHORITY_HOST=info["authority_host"], MSS_EXTRA_CA_FILE=ca, RUST_LOG="info")
+                   MSS_AUTHORITY_HOST=info["authority_host"], MSS_EXTRA_CA_FILE=ca, RUST_LOG="info",
+                   # as template.yaml sets it for fetch-alerts (the others do not read it)
+                   MSS_FETCH_CONCURRENCY="64")
         for k, e in [("classify_queue_url", "MSS_CLASSIFY_QUEUE_URL"), ("ticket_queue_url", "MSS_TICKET_QUEUE_URL"),
                      ("investigate_queue_url", "MSS_INVESTIGATE_QUEUE_URL"), ("respond_queue_url", "MSS_RESPOND_QUEUE_URL"),
                      ("check_queue_url", "MSS_CHECK_QUEUE_URL"), ("classify_dlq_url", "MSS_CLASSIFY_DLQ_URL"),

@@ -79,9 +79,22 @@ pub struct GraphClient {
 
 impl GraphClient {
     pub fn new(cfg: GraphConfig, creds: Vec<AzureAppCredential>) -> anyhow::Result<GraphClient> {
+        let client = http::build_client(&cfg.http)?;
+        GraphClient::with_client(cfg, creds, client)
+    }
+
+    /// As [`GraphClient::new`], on an HTTP client shared with other `GraphClient`s. The cloud
+    /// shape builds one `GraphClient` per tenant (each from its own secret); with an HTTP
+    /// client each — its own connection pool, TLS connections and root store — the fetch of
+    /// 1,000 tenants peaked at 268.5 MB (BENCHMARKS.md, Lambda artifacts). Only the
+    /// connections are shared: tokens are per request, and the client keeps no cookies.
+    pub fn with_client(
+        cfg: GraphConfig,
+        creds: Vec<AzureAppCredential>,
+        client: reqwest::Client,
+    ) -> anyhow::Result<GraphClient> {
         let base = http::require_https("graph_base", &cfg.graph_base)?;
         http::require_https("authority_host", &cfg.authority_host)?;
-        let client = http::build_client(&cfg.http)?;
         let auth = entra_credentials(&cfg.authority_host, &client, creds)?
             .into_iter()
             .map(|(t, (azure_tenant_id, credential))| {

@@ -77,15 +77,27 @@ pub struct HuntingClient {
 
 impl HuntingClient {
     pub fn new(cfg: HuntingConfig, creds: Vec<AzureAppCredential>) -> anyhow::Result<Self> {
+        let client = http::build_client(&HttpSettings {
+            timeout: cfg.query_timeout,
+            ..cfg.http.clone()
+        })?;
+        HuntingClient::with_client(cfg, creds, client)
+    }
+
+    /// On an HTTP client shared with other clients: the cloud shape builds this client per
+    /// tenant, and an HTTP client each (pool, TLS connections, root store) grows a warm
+    /// container by every tenant it serves (see `GraphClient::with_client`).
+    /// Each query carries its own timeout (`query_timeout`), whatever the shared client's.
+    pub fn with_client(
+        cfg: HuntingConfig,
+        creds: Vec<AzureAppCredential>,
+        client: reqwest::Client,
+    ) -> anyhow::Result<Self> {
         let mut url = http::require_https("graph_base", &cfg.graph_base)?;
         url.path_segments_mut()
             .map_err(|_| anyhow!("graph base cannot be a base URL"))?
             .pop_if_empty()
             .extend(["security", "runHuntingQuery"]);
-        let client = http::build_client(&HttpSettings {
-            timeout: cfg.query_timeout,
-            ..cfg.http.clone()
-        })?;
         let creds = entra_credentials(&cfg.authority_host, &client, creds)?;
         Ok(HuntingClient {
             client,
@@ -176,6 +188,7 @@ impl Hunting for HuntingClient {
             let sent = self
                 .client
                 .post(self.url.clone())
+                .timeout(self.cfg.query_timeout)
                 .bearer_auth(token.secret())
                 .header("Content-Type", "application/json; charset=utf-8")
                 .body(body.clone())

@@ -77,8 +77,19 @@ impl IdentityClient {
         cfg: IdentityConfig,
         creds: Vec<AzureAppCredential>,
     ) -> anyhow::Result<IdentityClient> {
-        let base = http::require_https("graph_base", &cfg.graph_base)?;
         let client = http::build_client(&cfg.http)?;
+        IdentityClient::with_client(cfg, creds, client)
+    }
+
+    /// On an HTTP client shared with other clients: the cloud shape builds this client per
+    /// tenant, and an HTTP client each (pool, TLS connections, root store) grows a warm
+    /// container by every tenant it serves (see `GraphClient::with_client`).
+    pub fn with_client(
+        cfg: IdentityConfig,
+        creds: Vec<AzureAppCredential>,
+        client: reqwest::Client,
+    ) -> anyhow::Result<IdentityClient> {
+        let base = http::require_https("graph_base", &cfg.graph_base)?;
         let creds = entra_credentials(&cfg.authority_host, &client, creds)?;
         Ok(IdentityClient {
             client,

@@ -154,8 +154,19 @@ fn safe_id(what: &str, id: &str) -> anyhow::Result<()> {
 
 impl MdeClient {
     pub fn new(cfg: MdeConfig, creds: Vec<AzureAppCredential>) -> anyhow::Result<MdeClient> {
-        let base = http::require_https("mde base", &cfg.base)?;
         let client = http::build_client(&cfg.http)?;
+        MdeClient::with_client(cfg, creds, client)
+    }
+
+    /// On an HTTP client shared with other clients: the cloud shape builds this client per
+    /// tenant, and an HTTP client each (pool, TLS connections, root store) grows a warm
+    /// container by every tenant it serves (see `GraphClient::with_client`).
+    pub fn with_client(
+        cfg: MdeConfig,
+        creds: Vec<AzureAppCredential>,
+        client: reqwest::Client,
+    ) -> anyhow::Result<MdeClient> {
+        let base = http::require_https("mde base", &cfg.base)?;
         let map = super::graph::entra_credentials(&cfg.authority_host, &client, creds)?;
         Ok(MdeClient {
             client,

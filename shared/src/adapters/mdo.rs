@@ -38,8 +38,20 @@ impl MdoClient {
         http_settings: &HttpSettings,
         creds: Vec<AzureAppCredential>,
     ) -> anyhow::Result<MdoClient> {
-        let base = http::require_https("graph beta base", graph_beta_base)?;
         let client = http::build_client(http_settings)?;
+        MdoClient::with_client(graph_beta_base, authority_host, creds, client)
+    }
+
+    /// On an HTTP client shared with other clients: the cloud shape builds this client per
+    /// tenant, and an HTTP client each (pool, TLS connections, root store) grows a warm
+    /// container by every tenant it serves (see `GraphClient::with_client`).
+    pub fn with_client(
+        graph_beta_base: &str,
+        authority_host: &str,
+        creds: Vec<AzureAppCredential>,
+        client: reqwest::Client,
+    ) -> anyhow::Result<MdoClient> {
+        let base = http::require_https("graph beta base", graph_beta_base)?;
         let creds = entra_credentials(authority_host, &client, creds)?;
         Ok(MdoClient {
             client,

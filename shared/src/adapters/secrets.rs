@@ -322,6 +322,10 @@ impl SecretStore {
 pub struct SecretGraphSource {
     cfg: super::graph::GraphConfig,
     secrets: std::sync::Arc<SecretStore>,
+    /// One HTTP client (connection pool, TLS roots) under every tenant's `GraphClient`: see
+    /// [`super::graph::GraphClient::with_client`]. Built on first use, not at init: every
+    /// function builds this source, and a start should not pay for a client it may not use.
+    http: tokio::sync::OnceCell<reqwest::Client>,
     clients: Mutex<HashMap<String, std::sync::Arc<super::graph::GraphClient>>>,
 }
 
@@ -331,6 +335,7 @@ impl SecretGraphSource {
         secrets: std::sync::Arc<SecretStore>,
     ) -> SecretGraphSource {
         SecretGraphSource {
+            http: tokio::sync::OnceCell::new(),
             cfg,
             secrets,
             clients: Mutex::new(HashMap::new()),
@@ -346,9 +351,15 @@ impl SecretGraphSource {
             return Ok(c.clone());
         }
         let cred = self.secrets.azure(tenant).await?;
-        let c = std::sync::Arc::new(super::graph::GraphClient::new(
+        let http = self
+            .http
+            .get_or_try_init(|| async { super::http::build_client(&self.cfg.http) })
+            .await?
+            .clone();
+        let c = std::sync::Arc::new(super::graph::GraphClient::with_client(
             self.cfg.clone(),
             vec![cred],
+            http,
         )?);
         map.insert(tenant.to_string(), c.clone());
         Ok(c)
@@ -390,6 +401,9 @@ pub struct SecretResponders {
     identity: super::identity::IdentityConfig,
     graph_beta_base: String,
     secrets: std::sync::Arc<SecretStore>,
+    /// One HTTP client under every tenant's four clients (see `GraphClient::with_client`),
+    /// built on first use.
+    http: tokio::sync::OnceCell<reqwest::Client>,
     clients: Mutex<HashMap<String, std::sync::Arc<TenantResponders>>>,
 }
 
@@ -408,6 +422,7 @@ impl SecretResponders {
         secrets: std::sync::Arc<SecretStore>,
     ) -> SecretResponders {
         SecretResponders {
+            http: tokio::sync::OnceCell::new(),
             mde,
             identity,
             graph_beta_base: graph_beta_base.to_string(),
@@ -422,19 +437,28 @@ impl SecretResponders {
             return Ok(c.clone());
         }
         let cred = self.secrets.azure(tenant).await?;
+        let http = self
+            .http
+            .get_or_try_init(|| async { super::http::build_client(&self.identity.http) })
+            .await?;
         let c = std::sync::Arc::new(TenantResponders {
-            mde: super::mde::MdeClient::new(self.mde.clone(), vec![cred.clone()])?,
-            identity: super::identity::IdentityClient::new(
+            mde: super::mde::MdeClient::with_client(
+                self.mde.clone(),
+                vec![cred.clone()],
+                http.clone(),
+            )?,
+            identity: super::identity::IdentityClient::with_client(
                 self.identity.clone(),
                 vec![cred.clone()],
+                http.clone(),
             )?,
-            mdo: super::mdo::MdoClient::new(
+            mdo: super::mdo::MdoClient::with_client(
                 &self.graph_beta_base,
                 &self.identity.authority_host,
-                &self.identity.http,
                 vec![cred.clone()],
+                http.clone(),
             )?,
-            hunting: super::hunting::HuntingClient::new(
+            hunting: super::hunting::HuntingClient::with_client(
                 super::hunting::HuntingConfig {
                     graph_base: self.identity.graph_base.clone(),
                     authority_host: self.identity.authority_host.clone(),
@@ -442,6 +466,7 @@ impl SecretResponders {
                     ..Default::default()
                 },
                 vec![cred],
+                http.clone(),
             )?,
         });
         map.insert(tenant.to_string(), c.clone());
