@@ -316,3 +316,20 @@ async fn an_unreachable_operator_client_does_not_hide_the_fetch_error_and_is_ret
     assert!(cycle(&r).await.is_err());
     assert_eq!(provider_tickets(&r.sim).len(), 1);
 }
+
+#[tokio::test]
+async fn an_unreadable_health_state_does_not_stop_the_fetch() {
+    let r = rig(true, APP_SECRET).await;
+    r.deps
+        .store
+        .put_doc(TENANT, health::DOC_KIND, "mde", "{not json")
+        .await
+        .unwrap();
+    let out = cycle(&r)
+        .await
+        .expect("the fetch runs whatever its health document holds");
+    assert_eq!(out.new_versions, 1, "the alert is ingested");
+    assert!(out.health.is_none());
+    assert!(provider_tickets(&r.sim).is_empty());
+    r.sim.shutdown().await;
+}

@@ -174,7 +174,7 @@ async fn run_tenant(
     // The cursor only moves forward; what it is now follows without reading it back (a
     // concurrent fetch may have moved it further, which the next read will show).
     out.cursor = Some(cursor.map_or(target, |c| c.max(target)));
-    out.health = super::health::record_success_from(deps, tenant, product, health).await;
+    out.health = super::health::record_success(deps, tenant, product, health).await;
     Ok(out)
 }
 

@@ -218,16 +218,18 @@ pub enum HealthEvent {
 }
 
 pub async fn state(deps: &Deps, tenant: &str, product: Product) -> anyhow::Result<HealthState> {
-    Ok(
-        match deps
-            .store
+    parse_state(
+        deps.store
             .get_doc(tenant, DOC_KIND, product.as_str())
-            .await?
-        {
-            Some(body) => serde_json::from_str(&body)?,
-            None => HealthState::default(),
-        },
+            .await?,
     )
+}
+
+fn parse_state(doc: Option<String>) -> anyhow::Result<HealthState> {
+    Ok(match doc {
+        Some(body) => serde_json::from_str(&body)?,
+        None => HealthState::default(),
+    })
 }
 
 async fn save(deps: &Deps, tenant: &str, product: Product, st: &HealthState) -> anyhow::Result<()> {
@@ -437,22 +439,9 @@ pub fn operator_ticket(
     }
 }
 
-/// Records a successful fetch: after failures, resets the count and, when an operator
-/// incident was raised for the outbreak, posts 「復旧しました」 on it once. While that post
-/// fails the state is kept, so the next success tries again. Never fails itself.
-pub async fn record_success(deps: &Deps, tenant: &Tenant, product: Product) -> Option<HealthEvent> {
-    let st = match state(deps, &tenant.id, product).await {
-        Ok(st) => st,
-        Err(e) => {
-            tracing::warn!(tenant = %tenant.id, product = %product, error = %format!("{e:#}"), "ingest recovery could not be recorded");
-            return None;
-        }
-    };
-    record_success_from(deps, tenant, product, st).await
-}
-
 /// The cursor and the ingest-health state a fetch starts from, in one read
-/// ([`crate::ports::Store::get_cursor_and_doc`]).
+/// ([`crate::ports::Store::get_cursor_and_doc`]). An unreadable health state does not stop
+/// the fetch (its alerts matter more): it is logged and taken as healthy.
 pub async fn cursor_and_state(
     deps: &Deps,
     tenant: &str,
@@ -462,18 +451,21 @@ pub async fn cursor_and_state(
         .store
         .get_cursor_and_doc(tenant, product, DOC_KIND, product.as_str())
         .await?;
-    let st = match doc {
-        Some(body) => serde_json::from_str(&body)?,
-        None => HealthState::default(),
-    };
+    let st = parse_state(doc).unwrap_or_else(|e| {
+        tracing::warn!(tenant = %tenant, product = %product, error = %format!("{e:#}"), "ingest health state unreadable; taken as healthy");
+        HealthState::default()
+    });
     Ok((cursor, st))
 }
 
-/// [`record_success`] with the state read when the fetch began ([`cursor_and_state`]), so a
-/// healthy fetch reads nothing more. A failure another run recorded meanwhile is not lost:
-/// it stays stored, and the next success reads and clears it (the recovery note is posted
-/// once, under its once-marker, whichever run posts it).
-pub async fn record_success_from(
+/// Records a successful fetch: after failures, resets the count and, when an operator
+/// incident was raised for the outbreak, posts 「復旧しました」 on it once. While that post
+/// fails the state is kept, so the next success tries again. Never fails itself.
+///
+/// `st` is the state read when the fetch began ([`cursor_and_state`]), so a healthy fetch
+/// reads nothing more. A failure another run recorded meanwhile is not lost: it stays stored,
+/// and the next success reads and clears it (the note is posted once, under its once-marker).
+pub async fn record_success(
     deps: &Deps,
     tenant: &Tenant,
     product: Product,
