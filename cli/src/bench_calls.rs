@@ -550,6 +550,7 @@ async fn run_aws(a: &CallsArgs, p: &Plan) -> anyhow::Result<Value> {
         settings: settings(a),
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     for t in &p.tenants {
         shared::ports::Store::put_tenant(store.as_ref(), &t.tenant).await?;
@@ -662,6 +663,7 @@ async fn sqlite_rounds(
         settings: settings(a),
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     for t in &p.tenants {
         shared::ports::Store::put_tenant(s.as_ref(), &t.tenant).await?;
@@ -836,6 +838,7 @@ pub async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
         },
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     let products: usize = p.tenants.iter().map(|t| t.tenant.products.len()).sum();
     let mut cycles = Vec::new();

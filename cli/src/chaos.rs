@@ -569,6 +569,7 @@ fn start_process(w: &World) -> anyhow::Result<Deps> {
         settings: Settings::default(),
         respond: Some(Arc::new(respond)),
         investigate: Some(Arc::new(investigate)),
+        handed_on: Default::default(),
     })
 }
 

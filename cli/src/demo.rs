@@ -223,6 +223,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                     settings: Settings::default(),
                     respond: Some(Arc::new(respond)),
                     investigate: Some(Arc::new(investigate)),
+                    handed_on: Default::default(),
                 },
                 tickets,
             )

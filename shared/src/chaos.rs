@@ -681,6 +681,13 @@ impl Store for ChaosStore {
             .get_cursor_and_doc(tenant, product, kind, key)
             .await
     }
+    async fn get_cursors_and_docs(
+        &self,
+        wanted: &[crate::ports::CursorDocKey<'_>],
+    ) -> anyhow::Result<Vec<(Option<DateTime<Utc>>, Option<String>)>> {
+        self.read()?;
+        self.inner.get_cursors_and_docs(wanted).await
+    }
     async fn advance_cursor(
         &self,
         tenant: &str,

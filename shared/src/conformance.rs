@@ -12,7 +12,7 @@ use crate::domain::classify::{Decision, DecisionKind};
 use crate::domain::severity::Severity;
 use crate::domain::tenant::Tenant;
 use crate::messages::{AlertRef, QueueName};
-use crate::ports::{ApplyClaim, IncidentRecord, NewDecision, Queue, Store};
+use crate::ports::{ApplyClaim, CursorDocKey, IncidentRecord, NewDecision, Queue, Store};
 
 fn t0() -> DateTime<Utc> {
     "2026-11-02T00:00:00Z".parse().expect("fixed time")
@@ -503,6 +503,59 @@ async fn cursors(s: &dyn Store, ns: &str) {
         (None, None),
         "another tenant's cursor and document are not its"
     );
+
+    // Many at once, in the order asked: each as its own read would give it. More than one
+    // DynamoDB BatchGetItem's worth (100 keys), and one pair asked twice.
+    let tenants: Vec<String> = (0..31).map(|i| format!("{ns}-m{i}")).collect();
+    for (i, t) in tenants.iter().enumerate() {
+        if i % 3 != 0 {
+            s.advance_cursor(t, Product::Mde, t0() + Duration::minutes(i as i64))
+                .await
+                .unwrap();
+        }
+        if i % 2 == 0 {
+            s.put_doc(
+                t,
+                "ingest-health",
+                "mdi",
+                &format!(r#"{{"consecutive":{i}}}"#),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let mut wanted: Vec<CursorDocKey<'_>> = tenants
+        .iter()
+        .flat_map(|t| {
+            [Product::Mde, Product::Mdi].map(|p| CursorDocKey {
+                tenant: t,
+                product: p,
+                kind: "ingest-health",
+                key: p.as_str(),
+            })
+        })
+        .collect();
+    wanted.push(wanted[4]);
+    wanted.reverse();
+    let got = s.get_cursors_and_docs(&wanted).await.unwrap();
+    assert_eq!(got.len(), wanted.len(), "one answer per pair asked");
+    let mut cursors = 0;
+    let mut docs = 0;
+    for (w, g) in wanted.iter().zip(&got) {
+        assert_eq!(
+            g,
+            &both(w.tenant.to_string(), w.product).await,
+            "{w:?} read together as alone"
+        );
+        cursors += usize::from(g.0.is_some());
+        docs += usize::from(g.1.is_some());
+    }
+    assert_eq!(
+        (cursors, docs),
+        (21, 16),
+        "the cursors and documents written, and no others"
+    );
+    assert!(s.get_cursors_and_docs(&[]).await.unwrap().is_empty());
 }
 
 async fn decisions(s: &dyn Store, ns: &str) {

@@ -367,6 +367,7 @@ impl Embedded {
                 },
                 respond: Some(Arc::new(respond)),
                 investigate: Some(Arc::new(investigate)),
+                handed_on: Default::default(),
             },
             opsramp,
         ))

@@ -279,6 +279,7 @@ pub async fn init(env: &CloudEnv) -> anyhow::Result<Cloud> {
             },
             respond,
             investigate,
+            handed_on: Default::default(),
         },
         opsramp,
         store,

@@ -413,6 +413,7 @@ async fn handlers_run_the_pipeline_and_match_the_embedded_result() {
         settings: Default::default(),
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     for t in [45, 180] {
         let now = base() + chrono::TimeDelta::minutes(t);

@@ -179,6 +179,7 @@ async fn rig() -> Rig {
         settings: Default::default(),
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     let t = Tenant::from_json_value(&json!({
         "id": TENANT, "name": "楓商事", "azure_tenant_id": AZ,

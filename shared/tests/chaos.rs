@@ -298,6 +298,7 @@ async fn rig(start: DateTime<Utc>) -> Rig {
             give_up_after: Duration::from_secs(7200),
         })),
         investigate: None,
+        handed_on: Default::default(),
     };
     let t = Tenant::from_json_value(
         &json!({"id": TENANT, "name": "楓商事", "azure_tenant_id": AZ,

@@ -5,7 +5,7 @@
 //! settles it at once, never lowering a decision.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -20,9 +20,9 @@ use shared::domain::severity::Severity;
 use shared::domain::tenant::Tenant;
 use shared::messages::{AlertRef, QueueName};
 use shared::ports::{
-    ActionRecord, AlertSource, AppliedVersion, ApplyClaim, DeadLetter, FetchedItem, IncidentRecord,
-    IncidentSummary, ManualClock, NewDecision, OnceState, PurgeCounts, Queue, Received, Store,
-    StoredDecision, Tickets,
+    ActionRecord, AlertSource, AppliedVersion, ApplyClaim, CursorDocKey, DeadLetter, FetchedItem,
+    IncidentRecord, IncidentSummary, ManualClock, NewDecision, OnceState, PurgeCounts, Queue,
+    Received, Store, StoredDecision, Tickets,
 };
 use shared::steps::{fetch, Deps};
 
@@ -114,6 +114,7 @@ fn deps(store: Arc<dyn Store>, queue: Arc<dyn Queue>, source: Arc<Source>, now_m
         settings: Default::default(),
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     }
 }
 
@@ -369,6 +370,11 @@ async fn a_crash_between_any_two_steps_of_the_fetch_loses_nothing() {
 struct HookStore {
     inner: Arc<SqliteStore>,
     interfere: Mutex<Option<(Vec<Value>, NewDecision)>>,
+    /// Reads of many fetches' starts at once fail (one read at a time still works).
+    group_reads_fail: AtomicBool,
+    group_reads: AtomicUsize,
+    /// Every alert id whose decision was read.
+    decision_reads: Mutex<Vec<String>>,
 }
 
 impl HookStore {
@@ -412,6 +418,9 @@ async fn race(
     let hook = Arc::new(HookStore {
         inner: store.clone(),
         interfere: Mutex::new(None),
+        group_reads_fail: AtomicBool::new(false),
+        group_reads: AtomicUsize::new(0),
+        decision_reads: Mutex::new(Vec::new()),
     });
     let source = Arc::new(Source(Mutex::new(vec![first])));
     let d = deps(hook.clone(), store.clone(), source.clone(), 20);
@@ -426,6 +435,153 @@ async fn race(
         sent,
         out.incidents,
     )
+}
+
+/// A cycle reads its fetches' starts together; when that read fails, each fetch reads its
+/// own and the cycle goes on: nothing is skipped and no failure is forgotten.
+#[tokio::test]
+async fn a_failed_read_of_the_cycles_starts_falls_back_to_each_fetch_reading_its_own() {
+    let store = new_store().await;
+    let hook = Arc::new(HookStore {
+        inner: store.clone(),
+        interfere: Mutex::new(None),
+        group_reads_fail: AtomicBool::new(true),
+        group_reads: AtomicUsize::new(0),
+        decision_reads: Mutex::new(Vec::new()),
+    });
+    // Three failed fetches before, recorded; the cursor where the last success left it.
+    store
+        .put_doc("t1", "ingest-health", "mde", r#"{"consecutive":3}"#)
+        .await
+        .unwrap();
+    store
+        .advance_cursor("t1", Product::Mde, at(5))
+        .await
+        .unwrap();
+    let source = Arc::new(Source(Mutex::new(vec![ours("a1", 10, "high")])));
+    let d = deps(hook.clone(), store.clone(), source, 20);
+    let out = fetch::run_all(&d).await.unwrap();
+    assert_eq!(
+        hook.group_reads.load(Ordering::SeqCst),
+        1,
+        "read together first"
+    );
+    assert_eq!(out.len(), 1);
+    let out = out.into_iter().next().unwrap().unwrap();
+    assert_eq!((out.new_versions, out.incidents), (1, 1));
+    assert_eq!(
+        out.health,
+        Some(shared::steps::health::HealthEvent::Recovered {
+            after_failures: 3,
+            operator_ticket: None
+        }),
+        "the stored failures were read, and their end recorded"
+    );
+    assert!(store.get_cursor("t1", Product::Mde).await.unwrap() > Some(at(5)));
+
+    // Read together when the store answers: the same start, one read.
+    hook.group_reads_fail.store(false, Ordering::SeqCst);
+    store
+        .put_doc("t1", "ingest-health", "mde", r#"{"consecutive":1}"#)
+        .await
+        .unwrap();
+    let out = fetch::run_all(&d).await.unwrap();
+    assert_eq!(hook.group_reads.load(Ordering::SeqCst), 2);
+    let out = out.into_iter().next().unwrap().unwrap();
+    assert_eq!(out.new_versions, 0, "the version is known already");
+    assert_eq!(
+        out.health,
+        Some(shared::steps::health::HealthEvent::Recovered {
+            after_failures: 1,
+            operator_ticket: None
+        })
+    );
+}
+
+/// The overlapping windows serve each version to some twenty fetches; the process reads its
+/// alert's decision for the first only. A version it has not ingested (new, or only seen by
+/// a fetch that failed) is read as before, and a new process reads everything once again.
+#[tokio::test]
+async fn a_version_this_process_ingested_is_not_read_again_by_the_next_windows() {
+    let store = new_store().await;
+    let hook = Arc::new(HookStore {
+        inner: store.clone(),
+        interfere: Mutex::new(None),
+        group_reads_fail: AtomicBool::new(false),
+        group_reads: AtomicUsize::new(0),
+        decision_reads: Mutex::new(Vec::new()),
+    });
+    let reads = |h: &HookStore| std::mem::take(&mut *h.decision_reads.lock().unwrap());
+    let source = Arc::new(Source(Mutex::new(vec![
+        ours("a1", 10, "high"),
+        ours("a2", 11, "low"),
+    ])));
+    let d = deps(hook.clone(), store.clone(), source.clone(), 12);
+    let out = fetch::run(&d, "t1", Product::Mde).await.unwrap();
+    assert_eq!(out.new_versions, 2);
+    assert_eq!(reads(&hook), ["a1", "a2"]);
+    assert_eq!(d.handed_on.len(), 2);
+
+    // The same versions in the next windows: no read, nothing handed on twice.
+    for min in 13..16 {
+        let d = Deps {
+            clock: ManualClock::new(at(min)),
+            ..d.clone()
+        };
+        let out = fetch::run(&d, "t1", Product::Mde).await.unwrap();
+        assert_eq!((out.fetched, out.new_versions), (2, 0));
+        assert!(reads(&hook).is_empty(), "minute {min}");
+    }
+    assert_eq!(
+        ticket_messages(&store).await.len(),
+        1,
+        "a1's incident, once"
+    );
+
+    // A new version of a1 beside a2 as known: only a1 is read, and handed on.
+    source.serve(vec![
+        ours("a1", 10, "high"),
+        ours("a1", 16, "high"),
+        ours("a2", 11, "low"),
+    ]);
+    let d = Deps {
+        clock: ManualClock::new(at(17)),
+        ..d.clone()
+    };
+    let out = fetch::run(&d, "t1", Product::Mde).await.unwrap();
+    assert_eq!(out.new_versions, 1);
+    assert_eq!(reads(&hook), ["a1"]);
+
+    // A fetch that fails part-way teaches the process nothing: the queue is down, so a3 is
+    // stored but not handed on; the next fetch reads its decision and hands it on.
+    let queue = Arc::new(FlakyQueue {
+        inner: store.clone(),
+        down: AtomicBool::new(true),
+    });
+    source.serve(vec![ours("a3", 18, "high")]);
+    let failing = Deps {
+        queue: queue.clone(),
+        clock: ManualClock::new(at(19)),
+        ..d.clone()
+    };
+    assert!(fetch::run(&failing, "t1", Product::Mde).await.is_err());
+    assert_eq!(reads(&hook), ["a3"]);
+    queue.down.store(false, Ordering::SeqCst);
+    let out = fetch::run(&failing, "t1", Product::Mde).await.unwrap();
+    assert_eq!((out.new_versions, out.incidents), (1, 1));
+    assert_eq!(reads(&hook), ["a3"]);
+
+    // Another process (a new Lambda container) knows nothing and reads once.
+    let fresh = Deps {
+        handed_on: Default::default(),
+        ..failing.clone()
+    };
+    let out = fetch::run(&fresh, "t1", Product::Mde).await.unwrap();
+    assert_eq!(out.new_versions, 0);
+    assert_eq!(reads(&hook), ["a3"]);
+    let out = fetch::run(&fresh, "t1", Product::Mde).await.unwrap();
+    assert_eq!(out.new_versions, 0);
+    assert!(reads(&hook).is_empty());
 }
 
 fn at(min: i64) -> DateTime<Utc> {
@@ -565,6 +721,16 @@ impl Store for HookStore {
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
         self.inner.get_cursor(tenant, product).await
     }
+    async fn get_cursors_and_docs(
+        &self,
+        wanted: &[CursorDocKey<'_>],
+    ) -> anyhow::Result<Vec<(Option<DateTime<Utc>>, Option<String>)>> {
+        self.group_reads.fetch_add(1, Ordering::SeqCst);
+        if self.group_reads_fail.load(Ordering::SeqCst) {
+            anyhow::bail!("throttled (test)");
+        }
+        self.inner.get_cursors_and_docs(wanted).await
+    }
     async fn advance_cursor(
         &self,
         tenant: &str,
@@ -585,6 +751,10 @@ impl Store for HookStore {
         tenant: &str,
         alert_ids: &[String],
     ) -> anyhow::Result<HashMap<String, StoredDecision>> {
+        self.decision_reads
+            .lock()
+            .unwrap()
+            .extend(alert_ids.iter().cloned());
         self.inner.get_decisions(tenant, alert_ids).await
     }
     async fn put_decision(

@@ -21,7 +21,7 @@ use mss_sim::{Sim, SimConfig, SimTenant};
 use shared::adapters::graph::{AzureAppCredential, GraphClient, GraphConfig, Secret};
 use shared::adapters::request_count::RequestCounter;
 use shared::adapters::sqs::SqsQueue;
-use shared::domain::alert::Alert;
+use shared::domain::alert::{Alert, Product};
 use shared::domain::classify::{classify, DecisionKind};
 use shared::domain::tenant::Tenant;
 use shared::messages::{AlertRef, QueueName};
@@ -160,6 +160,7 @@ async fn ingest_and_classify_stay_within_the_round_trip_budget() {
         },
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     store.put_tenant(&tenant()).await.unwrap();
     let before = counter.snapshot();
@@ -273,38 +274,77 @@ async fn ingest_and_classify_stay_within_the_round_trip_budget() {
     }
     assert_eq!(got_tickets, want_tickets);
 
-    // A quiet minute — what every tenant × product costs every minute: the cursor and the
-    // ingest-health state in one read, the cursor's write, and the tenant list once. (The
-    // first fetch after the updates still reads back the overlap's alerts; the one a minute
-    // after it has nothing left in its window.)
-    let at = start() + Duration::minutes(150);
+    // Quiet minutes — what every tenant × product costs every minute: the cursors and
+    // ingest-health states of up to 50 fetches in one read, and the tenant list once; the
+    // cursor written once in `cursor_step` (5 minutes), not every minute. (The first fetch
+    // after the updates still reads back the overlap's alerts; the ones after it have
+    // nothing left in their window.)
+    let mut at = start() + Duration::minutes(150);
     sim.set_clock(at);
     clock.set(at);
     fetch::run_all(&deps).await.unwrap();
-    let at = at + Duration::minutes(1);
-    sim.set_clock(at);
-    clock.set(at);
+    let overlap = Duration::from_std(deps.settings.overlap).unwrap();
+    let step = Duration::from_std(deps.settings.cursor_step).unwrap();
+    assert_eq!(step, Duration::minutes(5));
+    for p in [Product::Mde, Product::Mdi] {
+        assert_eq!(
+            store.get_cursor("calls", p).await.unwrap(),
+            Some(at - overlap),
+            "{p}: written when it moved by a step or more"
+        );
+    }
+    let mut minutes = Vec::new();
     let c0 = counter.snapshot();
-    let fetches = fetch::run_all(&deps).await.unwrap();
-    assert!(fetches
-        .iter()
-        .all(|r| r.as_ref().unwrap().new_versions == 0));
-    let quiet: BTreeMap<String, u64> = counter
+    for _ in 0..5 {
+        at += Duration::minutes(1);
+        sim.set_clock(at);
+        clock.set(at);
+        let c = counter.snapshot();
+        let fetches = fetch::run_all(&deps).await.unwrap();
+        assert_eq!(fetches.len(), 2, "one fetch per product");
+        assert!(fetches.iter().all(|r| r.as_ref().unwrap().fetched == 0));
+        minutes.push(dynamodb_since(&counter, &c));
+    }
+    let quiet = dynamodb_since(&counter, &c0);
+    let n = 2u64;
+    for (i, m) in minutes.iter().enumerate() {
+        assert_eq!(
+            m.get("BatchGetItem"),
+            Some(&n.div_ceil(50)),
+            "the fetches' starts read together: {m:?}"
+        );
+        assert_eq!(
+            m.get("UpdateItem"),
+            (i == 4).then_some(&n),
+            "minute {}: the cursors written on the fifth: {m:?}",
+            i + 1
+        );
+        assert_eq!(m.get("GetItem"), None, "nothing read item by item: {m:?}");
+    }
+    assert_eq!(
+        quiet.values().sum::<u64>(),
+        5 * (n.div_ceil(50) + 1) + n,
+        "five quiet minutes: {quiet:?}"
+    );
+    for p in [Product::Mde, Product::Mdi] {
+        assert_eq!(
+            store.get_cursor("calls", p).await.unwrap(),
+            Some(at - overlap)
+        );
+    }
+    sim.shutdown().await;
+}
+
+/// DynamoDB requests by operation since `c0`.
+fn dynamodb_since(
+    counter: &RequestCounter,
+    c0: &BTreeMap<(String, String), u64>,
+) -> BTreeMap<String, u64> {
+    counter
         .snapshot()
         .iter()
         .filter(|((svc, _), _)| svc == "dynamodb")
         .map(|(k, n)| (k.1.clone(), n - c0.get(k).copied().unwrap_or(0)))
         .filter(|(_, n)| *n > 0)
-        .collect();
-    let n = fetches.len() as u64;
-    assert_eq!(n, 2, "one fetch per product");
-    assert_eq!(quiet.get("BatchGetItem"), Some(&n), "{quiet:?}");
-    assert_eq!(quiet.get("UpdateItem"), Some(&n), "{quiet:?}");
-    assert_eq!(
-        quiet.get("GetItem"),
-        None,
-        "nothing read item by item: {quiet:?}"
-    );
-    assert!(quiet.values().sum::<u64>() <= 2 * n + 1, "{quiet:?}");
-    sim.shutdown().await;
+        .collect()
 }

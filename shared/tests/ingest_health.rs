@@ -124,6 +124,7 @@ async fn rig(operator: bool, app_secret: &str) -> Rig {
         settings,
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     let t = Tenant::from_json_value(&json!({
         "id": TENANT, "name": "楓商事株式会社", "azure_tenant_id": AZ,

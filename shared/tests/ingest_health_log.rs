@@ -136,6 +136,7 @@ async fn rig(app_secret: &str) -> (Sim, Deps) {
         settings: Default::default(),
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     let t = Tenant::from_json_value(&json!({
         "id": TENANT, "name": "楓商事", "azure_tenant_id": AZ, "products": ["mde"],

@@ -83,6 +83,7 @@ async fn rig() -> Rig {
         settings: Default::default(),
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     let http = shared::adapters::http::build_client(&settings).unwrap();
     let tok: Value = http

@@ -498,6 +498,7 @@ async fn env() -> Env {
         settings: Settings::default(),
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     Env {
         sim,

@@ -164,6 +164,7 @@ async fn rig(alerts: Vec<Value>) -> Rig {
         settings: Default::default(),
         respond: None,
         investigate: Some(Arc::new(inv)),
+        handed_on: Default::default(),
     };
     let t = Tenant::from_json_value(
         &json!({"id": TENANT, "name": "楓商事", "azure_tenant_id": AZ,

@@ -146,6 +146,7 @@ async fn rig(response: serde_json::Value, start: &str) -> Rig {
         settings: Default::default(),
         respond: Some(Arc::new(respond)),
         investigate: None,
+        handed_on: Default::default(),
     };
     let t = Tenant::from_json_value(
         &json!({"id": "kaede-shoji", "name": "楓商事", "azure_tenant_id": AZ, "products": ["mde"],

@@ -150,6 +150,7 @@ async fn sentinel_findings_are_fetched_classified_by_the_sentinel_threshold_and_
         settings: Default::default(),
         respond: None,
         investigate: None,
+        handed_on: Default::default(),
     };
     let tenant = Tenant::from_toml(&format!(
         "id = \"{TENANT}\"\nname = \"楓商事株式会社\"\nazure_tenant_id = \"{AZ}\"\n\

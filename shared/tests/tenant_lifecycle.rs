@@ -35,6 +35,7 @@ fn deps(
             settings: Default::default(),
             respond: None,
             investigate: None,
+            handed_on: Default::default(),
         },
         clock,
     )

@@ -38,8 +38,8 @@ use crate::domain::classify::{Decision, DecisionKind};
 use crate::domain::severity::Severity;
 use crate::domain::tenant::{Tenant, TenantFile};
 use crate::ports::{
-    ActionRecord, AppliedVersion, ApplyClaim, IncidentRecord, IncidentSummary, NewDecision,
-    OnceState, Store, StoredDecision,
+    ActionRecord, AppliedVersion, ApplyClaim, CursorDocKey, IncidentRecord, IncidentSummary,
+    NewDecision, OnceState, Store, StoredDecision,
 };
 
 /// DynamoDB items are limited to 400 KB; bodies above this (compressed) go to S3.
@@ -87,7 +87,11 @@ fn s(v: impl Into<String>) -> AttributeValue {
 }
 
 fn pk(tenant: &str) -> AttributeValue {
-    s(format!("T#{tenant}"))
+    s(pk_str(tenant))
+}
+
+fn pk_str(tenant: &str) -> String {
+    format!("T#{tenant}")
 }
 
 fn get_s<'a>(item: &'a Item, k: &str) -> anyhow::Result<&'a str> {
@@ -846,6 +850,45 @@ impl Store for DynamoStore {
             }
         }
         Ok((cursor, doc))
+    }
+
+    async fn get_cursors_and_docs(
+        &self,
+        wanted: &[CursorDocKey<'_>],
+    ) -> anyhow::Result<Vec<(Option<DateTime<Utc>>, Option<String>)>> {
+        let keys_of = |w: &CursorDocKey<'_>| {
+            let pk = pk_str(w.tenant);
+            (
+                (pk.clone(), format!("CURSOR#{}", w.product.as_str())),
+                (pk, format!("DOC#{}#{}", w.kind, w.key)),
+            )
+        };
+        // BatchGetItem refuses a request that names a key twice.
+        let mut asked = std::collections::BTreeSet::new();
+        for w in wanted {
+            let (c, d) = keys_of(w);
+            asked.insert(c);
+            asked.insert(d);
+        }
+        let keys = asked
+            .into_iter()
+            .map(|(p, k)| Item::from([("pk".to_string(), s(p)), ("sk".to_string(), s(k))]))
+            .collect();
+        // It answers in any order: the items are matched back by their key.
+        let mut got: HashMap<(String, String), Item> = HashMap::new();
+        for i in self.get_many(keys).await? {
+            let k = (get_s(&i, "pk")?.to_string(), get_s(&i, "sk")?.to_string());
+            got.insert(k, i);
+        }
+        wanted
+            .iter()
+            .map(|w| {
+                let (c, d) = keys_of(w);
+                let cursor = got.get(&c).map(|i| parse_ts(get_s(i, "at")?)).transpose()?;
+                let doc = got.get(&d).map(doc_body).transpose()?;
+                Ok((cursor, doc))
+            })
+            .collect()
     }
 
     async fn advance_cursor(

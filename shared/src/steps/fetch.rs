@@ -15,7 +15,8 @@
 //! 1. the new versions (immutable by (id, lastUpdateDateTime): writing one again is harmless);
 //! 2. the ticket messages of the incident versions;
 //! 3. the decisions;
-//! 4. the cursor.
+//! 4. the cursor (when it moves by `Settings::cursor_step` or more: a cursor behind only
+//!    widens the next window).
 //!
 //! A decision is recorded only once its versions are stored and its incident versions sent,
 //! so a recorded decision never hides an unsent ticket; and a crash (or a failure) anywhere
@@ -37,7 +38,8 @@
 //! holds a decision at least as high for this fetch's newest version or a newer one. Nothing
 //! is left for a later fetch, whose window might no longer reach back to it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -67,6 +69,12 @@ pub struct FetchOutcome {
     pub health: Option<super::health::HealthEvent>,
 }
 
+/// Fetch starts read together: 50 cursors and 50 health documents are the 100 keys one
+/// DynamoDB BatchGetItem takes.
+const START_READ_GROUP: usize = 50;
+/// Groups read at once: enough that the reads stay ahead of the fetches.
+const START_READS_IN_FLIGHT: usize = 4;
+
 /// One tenant × product, by tenant id (manual runs, reruns). See the module's notes on
 /// what a crash at any point leaves behind.
 pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Result<FetchOutcome> {
@@ -81,14 +89,19 @@ pub async fn run(deps: &Deps, tenant_id: &str, product: Product) -> anyhow::Resu
             "tenant {tenant_id} is disabled (since {at}); `mss tenant enable` resumes it"
         ));
     }
-    run_tenant(deps, &tenant, product).await
+    run_tenant(deps, &tenant, product, None).await
 }
 
-/// One tenant × product of a tenant already loaded (as of now).
+/// Where a fetch starts: its cursor and its ingest-health state.
+type Start = (Option<DateTime<Utc>>, super::health::HealthState);
+
+/// One tenant × product of a tenant already loaded (as of now); `start` when it was read
+/// already (with others, [`run_all`]), read here if not.
 async fn run_tenant(
     deps: &Deps,
     tenant: &Tenant,
     product: Product,
+    start: Option<Start>,
 ) -> anyhow::Result<FetchOutcome> {
     if !tenant.subscribes(product) {
         return Err(anyhow!(
@@ -97,11 +110,15 @@ async fn run_tenant(
         ));
     }
     let now = deps.clock.now();
-    let (cursor, health) = super::health::cursor_and_state(deps, &tenant.id, product).await?;
+    let (cursor, health) = match start {
+        Some(s) => s,
+        None => super::health::cursor_and_state(deps, &tenant.id, product).await?,
+    };
     let since = match cursor {
         Some(c) => c - chrono::Duration::from_std(deps.settings.overlap)?,
         None => now - chrono::Duration::from_std(deps.settings.initial_lookback)?,
     };
+    deps.handed_on.forget_before(&tenant.id, product, since);
     let mut out = FetchOutcome {
         tenant: tenant.id.clone(),
         product: product.to_string(),
@@ -151,8 +168,9 @@ async fn run_tenant(
             }
         }
         newest = newest.max(alerts.iter().map(|a| a.last_update).max());
-        let refs: Vec<&Alert> = alerts.iter().map(|a| a.as_ref()).collect();
+        let refs = deps.handed_on.unknown(&tenant.id, product, &alerts);
         let done = ingest(deps, tenant, product, &refs).await?;
+        deps.handed_on.add(&tenant.id, product, &refs);
         out.new_versions += done.new_versions;
         out.incidents += done.incidents;
         match page.next {
@@ -168,14 +186,117 @@ async fn run_tenant(
         .map(|n| n.min(now))
         .unwrap_or(now - overlap)
         .max(now - overlap);
-    deps.store
-        .advance_cursor(&tenant.id, product, target)
-        .await?;
-    // The cursor only moves forward; what it is now follows without reading it back (a
-    // concurrent fetch may have moved it further, which the next read will show).
-    out.cursor = Some(cursor.map_or(target, |c| c.max(target)));
+    // Written only when it moves by `cursor_step` or more: until then the next window
+    // starts up to that much earlier than it could, which re-reads what it already knows
+    // (left alone, at one decision read per alert of the page) and can lose nothing. A
+    // cursor at or past the target is not written at all (the write would be refused).
+    let step = chrono::Duration::from_std(deps.settings.cursor_step)?;
+    out.cursor = match cursor {
+        Some(c) if target - c < step => Some(c),
+        _ => {
+            deps.store
+                .advance_cursor(&tenant.id, product, target)
+                .await?;
+            // The cursor only moves forward; what it is now follows without reading it
+            // back (a concurrent fetch may have moved it further: the next read shows it).
+            Some(cursor.map_or(target, |c| c.max(target)))
+        }
+    };
     out.health = super::health::record_success(deps, tenant, product, health).await;
     Ok(out)
+}
+
+/// The alert versions this process's fetches have ingested, per tenant × product, while
+/// they can still come back in a window. Windows overlap (the overlap, read twice, and the
+/// cursor step): each version is served by some twenty fetches, and each of those read its
+/// alert's decision again only to leave it alone, most of the fetch's DynamoDB reads. A
+/// version in here was stored, and its alert's decision covers it (handed on, or knowingly
+/// not); both stay true, because versions are immutable and decisions never go down, so it
+/// is skipped without a read. Only a successful ingest adds to it; a process that restarts
+/// (a new Lambda container, `mss chaos`'s restarts) starts empty and reads as before.
+#[derive(Clone, Default)]
+pub struct HandedOn(Arc<Mutex<Held>>);
+
+/// Alert id → its versions.
+type Versions = HashMap<String, Vec<DateTime<Utc>>>;
+
+#[derive(Default)]
+struct Held {
+    /// (tenant, product) → its alerts' versions ingested.
+    by_fetch: HashMap<(String, Product), Versions>,
+    versions: usize,
+}
+
+impl HandedOn {
+    /// More than this (about 10 MB) and everything is forgotten: a burst costs its reads
+    /// again, not the process's memory. A thousand tenants at a thousand versions a day hold
+    /// some 20,000 in their windows.
+    const MAX_VERSIONS: usize = 100_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Versions older than a window's start are never served by it again.
+    fn forget_before(&self, tenant: &str, product: Product, since: DateTime<Utc>) {
+        let mut held = self.lock();
+        let Held { by_fetch, versions } = &mut *held;
+        if let Some(seen) = by_fetch.get_mut(&(tenant.to_string(), product)) {
+            seen.retain(|_, at| {
+                let before = at.len();
+                at.retain(|t| *t >= since);
+                *versions -= before - at.len();
+                !at.is_empty()
+            });
+        }
+    }
+
+    /// The versions of a page not ingested by this process yet.
+    fn unknown<'a>(
+        &self,
+        tenant: &str,
+        product: Product,
+        page: &'a [Box<Alert>],
+    ) -> Vec<&'a Alert> {
+        let held = self.lock();
+        let seen = held.by_fetch.get(&(tenant.to_string(), product));
+        page.iter()
+            .map(|a| a.as_ref())
+            .filter(|a| {
+                !seen
+                    .and_then(|s| s.get(&a.id))
+                    .is_some_and(|v| v.contains(&a.last_update))
+            })
+            .collect()
+    }
+
+    fn add(&self, tenant: &str, product: Product, ingested: &[&Alert]) {
+        if ingested.is_empty() {
+            return;
+        }
+        let mut held = self.lock();
+        if held.versions + ingested.len() > Self::MAX_VERSIONS {
+            *held = Held::default();
+        }
+        let Held { by_fetch, versions } = &mut *held;
+        let seen = by_fetch.entry((tenant.to_string(), product)).or_default();
+        for a in ingested {
+            let at = seen.entry(a.id.clone()).or_default();
+            if !at.contains(&a.last_update) {
+                at.push(a.last_update);
+                *versions += 1;
+            }
+        }
+    }
+
+    /// Versions held, all tenants (benchmarks, tests).
+    pub fn len(&self) -> usize {
+        self.lock().versions
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What [`ingest`] did.
@@ -462,24 +583,117 @@ pub async fn run_all(
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(
         deps.settings.fetch_concurrency.max(1),
     ));
+    // Where each fetch starts is read for a group at a time (one BatchGetItem on DynamoDB),
+    // a few groups at once, and each group's fetches queue as soon as it is read: reading
+    // them one by one was half of a quiet cycle's requests. A group whose read fails is not
+    // lost: each of its fetches reads its own start, as a manual run does.
+    let reads = std::sync::Arc::new(tokio::sync::Semaphore::new(START_READS_IN_FLIGHT));
+    let pairs: Vec<_> = tenants
+        .iter()
+        .flat_map(|t| t.products.iter().map(move |&p| (t.clone(), p)))
+        .collect();
     let mut set = tokio::task::JoinSet::new();
-    for t in tenants {
-        for p in t.products.clone() {
-            let d = deps.clone();
-            let t = t.clone();
-            let limit = limit.clone();
-            set.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                // The tenant as listed: no second read of what this run has in hand.
-                run_tenant(&d, &t, p)
-                    .await
-                    .map_err(|e| (t.id.clone(), p.to_string(), format!("{e:#}")))
-            });
-        }
+    for group in pairs.chunks(START_READ_GROUP) {
+        let group = group.to_vec();
+        let d = deps.clone();
+        let limit = limit.clone();
+        let reads = reads.clone();
+        set.spawn(async move {
+            let starts = {
+                let _read = reads.acquire().await;
+                let wanted: Vec<(&str, Product)> =
+                    group.iter().map(|(t, p)| (t.id.as_str(), *p)).collect();
+                super::health::cursors_and_states(&d, &wanted).await
+            };
+            let starts: Vec<Option<Start>> = match starts {
+                Ok(v) => v.into_iter().map(Some).collect(),
+                Err(e) => {
+                    tracing::warn!(tenants = group.len(), error = %format!("{e:#}"), "fetch starts unreadable as a group; each fetch reads its own");
+                    vec![None; group.len()]
+                }
+            };
+            let mut fetches = tokio::task::JoinSet::new();
+            for ((t, p), start) in group.into_iter().zip(starts) {
+                let d = d.clone();
+                let limit = limit.clone();
+                fetches.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    // The tenant as listed: no second read of what this run has in hand.
+                    run_tenant(&d, &t, p, start)
+                        .await
+                        .map_err(|e| (t.id.clone(), p.to_string(), format!("{e:#}")))
+                });
+            }
+            let mut done = Vec::new();
+            while let Some(r) = fetches.join_next().await {
+                done.push(r);
+            }
+            done
+        });
     }
     let mut out = Vec::new();
-    while let Some(r) = set.join_next().await {
-        out.push(r.map_err(|e| anyhow!("fetch task failed: {e}"))?);
+    while let Some(group) = set.join_next().await {
+        for r in group.map_err(|e| anyhow!("fetch task failed: {e}"))? {
+            out.push(r.map_err(|e| anyhow!("fetch task failed: {e}"))?);
+        }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(id: &str, min: i64) -> Box<Alert> {
+        let at = "2026-11-02T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+            + chrono::Duration::minutes(min);
+        Box::new(
+            Alert::from_value(serde_json::json!({
+                "id": id, "lastUpdateDateTime": at.to_rfc3339(),
+                "serviceSource": "microsoftDefenderForEndpoint", "severity": "high", "title": "x"
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn handed_on_is_per_tenant_and_product_forgets_what_no_window_serves_and_stays_bounded() {
+        let h = HandedOn::default();
+        let page = [alert("a", 1), alert("a", 2), alert("b", 3)];
+        let refs: Vec<&Alert> = page.iter().map(|a| a.as_ref()).collect();
+        h.add("t1", Product::Mde, &refs);
+        h.add("t1", Product::Mde, &refs);
+        assert_eq!(h.len(), 3, "each version once");
+        assert!(h.unknown("t1", Product::Mde, &page).is_empty());
+        assert_eq!(
+            h.unknown("t2", Product::Mde, &page).len(),
+            3,
+            "another tenant"
+        );
+        assert_eq!(
+            h.unknown("t1", Product::Mdi, &page).len(),
+            3,
+            "another product"
+        );
+        let newer = [alert("a", 4), alert("b", 3)];
+        let unknown = h.unknown("t1", Product::Mde, &newer);
+        assert_eq!(unknown.len(), 1);
+        assert_eq!(unknown[0].last_update, newer[0].last_update);
+
+        h.forget_before("t1", Product::Mde, page[1].last_update);
+        assert_eq!(h.len(), 2, "a's first version is older than the window");
+        assert_eq!(h.unknown("t1", Product::Mde, &page).len(), 1);
+
+        let many: Vec<Box<Alert>> = (0..HandedOn::MAX_VERSIONS as i64)
+            .map(|i| alert(&format!("m{i}"), i))
+            .collect();
+        let refs: Vec<&Alert> = many.iter().map(|a| a.as_ref()).collect();
+        h.add("t3", Product::Mde, &refs);
+        assert_eq!(
+            h.len(),
+            HandedOn::MAX_VERSIONS,
+            "over the bound: the rest forgotten"
+        );
+        assert_eq!(h.unknown("t1", Product::Mde, &page).len(), 3);
+    }
 }

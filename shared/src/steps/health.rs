@@ -33,7 +33,7 @@ use crate::adapters::opsramp::{OpsRampClient, OpsRampConfig, SharedCredential};
 use crate::domain::alert::Product;
 use crate::domain::incident::{clean_line, jst};
 use crate::domain::tenant::Tenant;
-use crate::ports::{NewTicket, OnceState, Tickets};
+use crate::ports::{CursorDocKey, NewTicket, OnceState, Tickets};
 
 /// `Store` document kind of the per tenant × product state (key: the product).
 pub const DOC_KIND: &str = "ingest-health";
@@ -451,11 +451,44 @@ pub async fn cursor_and_state(
         .store
         .get_cursor_and_doc(tenant, product, DOC_KIND, product.as_str())
         .await?;
-    let st = parse_state(doc).unwrap_or_else(|e| {
+    Ok((cursor, state_or_healthy(tenant, product, doc)))
+}
+
+/// [`cursor_and_state`] of many tenants × products, in the order asked, in as few reads as
+/// the store can ([`crate::ports::Store::get_cursors_and_docs`]).
+pub async fn cursors_and_states(
+    deps: &Deps,
+    wanted: &[(&str, Product)],
+) -> anyhow::Result<Vec<(Option<DateTime<Utc>>, HealthState)>> {
+    let keys: Vec<CursorDocKey<'_>> = wanted
+        .iter()
+        .map(|&(tenant, product)| CursorDocKey {
+            tenant,
+            product,
+            kind: DOC_KIND,
+            key: product.as_str(),
+        })
+        .collect();
+    let got = deps.store.get_cursors_and_docs(&keys).await?;
+    if got.len() != wanted.len() {
+        return Err(anyhow::anyhow!(
+            "the store answered {} of {} cursor reads",
+            got.len(),
+            wanted.len()
+        ));
+    }
+    Ok(wanted
+        .iter()
+        .zip(got)
+        .map(|(&(tenant, product), (cursor, doc))| (cursor, state_or_healthy(tenant, product, doc)))
+        .collect())
+}
+
+fn state_or_healthy(tenant: &str, product: Product, doc: Option<String>) -> HealthState {
+    parse_state(doc).unwrap_or_else(|e| {
         tracing::warn!(tenant = %tenant, product = %product, error = %format!("{e:#}"), "ingest health state unreadable; taken as healthy");
         HealthState::default()
-    });
-    Ok((cursor, st))
+    })
 }
 
 /// Records a successful fetch: after failures, resets the count and, when an operator

@@ -28,6 +28,10 @@ pub struct Settings {
     pub overlap: Duration,
     /// Where a tenant×product with no cursor starts.
     pub initial_lookback: Duration,
+    /// The least a fetch moves its cursor by (zero: every fetch writes it). A cursor left
+    /// behind only makes the next window start earlier, which loses nothing; writing it every
+    /// minute for every tenant × product was most of the service's DynamoDB writes.
+    pub cursor_step: Duration,
     pub priorities: PriorityMap,
     /// An incident intent older than this, still without a ticket, may be completed by
     /// another delivery (its creator is presumed dead); so may an unfinished claim to post a
@@ -46,6 +50,7 @@ impl Default for Settings {
         Settings {
             overlap: Duration::from_secs(10 * 60),
             initial_lookback: Duration::from_secs(24 * 3600),
+            cursor_step: Duration::from_secs(5 * 60),
             priorities: PriorityMap::default(),
             intent_takeover: Duration::from_secs(30),
             fetch_concurrency: 32,
@@ -67,6 +72,8 @@ pub struct Deps {
     pub respond: Option<Arc<respond::ResponseDeps>>,
     /// Investigation reports (hunting, user lookup); `None` where not set up.
     pub investigate: Option<Arc<investigate::InvestigateDeps>>,
+    /// What this process's fetches ingested already (`fetch::HandedOn`); shared by clones.
+    pub handed_on: fetch::HandedOn,
 }
 
 /// The tenant and the stored alert version a message names: every alert step starts here.
