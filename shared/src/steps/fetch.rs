@@ -228,9 +228,9 @@ struct Held {
 }
 
 impl HandedOn {
-    /// More than this (about 10 MB) and everything is forgotten: a burst costs its reads
-    /// again, not the process's memory. A thousand tenants at a thousand versions a day hold
-    /// some 20,000 in their windows.
+    /// More than this (some 15 MB, at an estimated 150 bytes a version) and everything is
+    /// forgotten: a burst costs its reads again, not the process's memory. A thousand tenants
+    /// at a thousand versions a day hold some 20,000 in their windows.
     const MAX_VERSIONS: usize = 100_000;
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
