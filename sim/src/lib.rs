@@ -931,6 +931,14 @@ impl Sim {
         lock(&self.inner.stats).clone()
     }
 
+    /// Connections open to the simulator now, the clients' idle pooled ones included: how a
+    /// test sees whether clients share a connection pool.
+    pub fn open_connections(&self) -> usize {
+        lock(&self.inner.server)
+            .as_ref()
+            .map_or(0, |t| t.handle.connection_count())
+    }
+
     /// Stops accepting connections and waits (at most ~2 s) for in-flight requests. Other
     /// clones of this `Sim` keep their state readable but the server is gone.
     pub async fn shutdown(self) {
