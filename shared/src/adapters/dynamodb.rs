@@ -835,21 +835,16 @@ impl Store for DynamoStore {
         kind: &str,
         key: &str,
     ) -> anyhow::Result<(Option<DateTime<Utc>>, Option<String>)> {
-        let cursor_sk = format!("CURSOR#{}", product.as_str());
-        let doc_sk = format!("DOC#{kind}#{key}");
-        let keys = [&cursor_sk, &doc_sk]
-            .into_iter()
-            .map(|sk| Item::from([("pk".to_string(), pk(tenant)), ("sk".to_string(), s(sk))]))
-            .collect();
-        let (mut cursor, mut doc) = (None, None);
-        for i in self.get_many(keys).await? {
-            match opt_s(&i, "sk") {
-                Some(sk) if sk == cursor_sk => cursor = Some(parse_ts(get_s(&i, "at")?)?),
-                Some(sk) if sk == doc_sk => doc = Some(doc_body(&i)?),
-                _ => {}
-            }
-        }
-        Ok((cursor, doc))
+        let wanted = CursorDocKey {
+            tenant,
+            product,
+            kind,
+            key,
+        };
+        self.get_cursors_and_docs(&[wanted])
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow!("DynamoDB BatchGetItem: no answer for {tenant}/{product}"))
     }
 
     async fn get_cursors_and_docs(
